@@ -1,0 +1,34 @@
+# The two set-up commands of the README:
+#   make repro   create/update .venv, install the pinned dependencies, run `dvc repro` on params.yaml
+#   make test    create/update .venv, install the pinned dependencies, run lint and the test suite
+# Offline, point TOP_DATA_DIR at a local data root (glue/<Task>/*.tsv ...) first, e.g. ../shared/data.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv repro test lint clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+repro: venv
+	test -d .dvc || $(BIN)/dvc init --quiet
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+lint: venv
+	$(BIN)/ruff check top pipeline tests
+
+test: lint
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

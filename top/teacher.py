@@ -1,0 +1,169 @@
+"""Teacher fine-tuning with the Hugging Face ``Trainer``.
+
+Trainer gives us checkpointing, resume, evaluation and the DVCLive callback; what this module adds is the
+part that makes a stage reproducible: seeds, a checkpoint directory keyed by everything that determines the
+run (so a rerun after a kill resumes the *same* run and never a stale one), and an atomic final save.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import (
+    BertForSequenceClassification,
+    DataCollatorWithPadding,
+    EvalPrediction,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.integrations import DVCLiveCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from top.atomic import atomic_directory
+from top.backbone import load_bert_config, load_tokenizer, resolve_backbone
+from top.data.prepare import load_prepared
+from top.data.tasks import TaskSpec
+from top.errors import ParamsError
+from top.metrics import compute_metrics, predictions_from_logits
+from top.params import TeacherParams
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(requested: str) -> str:
+    """'auto' picks CUDA when present; asking for CUDA without one is an error, not a silent CPU run."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ParamsError("teacher.device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def run_key(backbone: str, params: TeacherParams, prepared_meta: dict[str, Any]) -> str:
+    """A fingerprint of everything that decides the training run; names its checkpoint directory."""
+    payload = json.dumps({"backbone": backbone, "teacher": asdict(params), "data": prepared_meta}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def finetune_teacher(
+    prepared_dir: str | Path,
+    backbone: str,
+    params: TeacherParams,
+    output_dir: str | Path,
+    live_dir: str | Path,
+    checkpoint_root: str | Path,
+) -> dict[str, Any]:
+    """Fine-tune ``backbone`` on the prepared task, save it to ``output_dir`` and return the stage metrics."""
+    spec, splits, meta = load_prepared(prepared_dir)
+    if meta["backbone"] != backbone:
+        raise ParamsError(
+            f"the data in {prepared_dir} was tokenized for {meta['backbone']!r} but model.backbone is "
+            f"{backbone!r}; rerun the prepare stage"
+        )
+    device = resolve_device(params.device)
+    if params.threads is not None:
+        torch.set_num_threads(params.threads)
+    load_bert_config(backbone)  # fails early, with a clear message, on anything that is not a BERT
+    tokenizer = load_tokenizer(backbone)
+    set_seed(params.seed)  # before from_pretrained: the new classifier head's init must be repeatable
+    model = _new_classifier(spec, backbone)
+
+    checkpoint_dir = Path(checkpoint_root) / f"teacher-{run_key(backbone, params, meta)}"
+    last_checkpoint = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    if last_checkpoint:
+        log.info("resuming from %s", last_checkpoint)
+    from dvclive import Live
+
+    live = Live(dir=str(checkpoint_dir / "live"), resume=last_checkpoint is not None, save_dvc_exp=False, dvcyaml=None)
+    trainer = Trainer(
+        model=model,
+        args=_training_arguments(params, checkpoint_dir, device),
+        train_dataset=splits["train"],
+        eval_dataset=splits["eval"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=lambda prediction: _score(spec, prediction),
+        callbacks=[DVCLiveCallback(live=live)],
+    )
+    started = time.perf_counter()
+    train_output = trainer.train(resume_from_checkpoint=last_checkpoint)
+    train_seconds = time.perf_counter() - started
+
+    evaluation = {}
+    eval_speed = []
+    for split in spec.eval_splits:
+        prediction = trainer.predict(splits[split.name], metric_key_prefix=split.name)
+        evaluation[split.name] = _score(spec, prediction)
+        eval_speed.append(prediction.metrics[f"{split.name}_samples_per_second"])
+
+    with atomic_directory(output_dir) as staging:
+        trainer.save_model(str(staging))
+        tokenizer.save_pretrained(str(staging))
+    with atomic_directory(live_dir) as staging:
+        shutil.copytree(checkpoint_dir / "live", staging, dirs_exist_ok=True)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+    return {
+        "task": spec.name,
+        "backbone": backbone,
+        "device": device,
+        **{name: value for name, value in evaluation["eval"].items()},
+        "eval": evaluation,
+        "train_examples": len(splits["train"]),
+        "eval_examples": {split.name: len(splits[split.name]) for split in spec.eval_splits},
+        "epochs": params.epochs,
+        "train_seconds": round(train_seconds, 2),
+        "train_examples_per_second": round(train_output.metrics["train_samples_per_second"], 3),
+        "eval_examples_per_second": round(float(np.mean(eval_speed)), 3),
+        "resumed_from_checkpoint": Path(last_checkpoint).name if last_checkpoint else None,
+    }
+
+
+def _new_classifier(spec: TaskSpec, backbone: str) -> BertForSequenceClassification:
+    labels = spec.label_names or ()
+    return BertForSequenceClassification.from_pretrained(
+        resolve_backbone(backbone),
+        num_labels=spec.num_labels,
+        id2label=dict(enumerate(labels)) if labels else None,
+        label2id={name: i for i, name in enumerate(labels)} if labels else None,
+        problem_type="regression" if spec.is_regression else "single_label_classification",
+    )
+
+
+def _training_arguments(params: TeacherParams, checkpoint_dir: Path, device: str) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=params.epochs,
+        learning_rate=params.learning_rate,
+        per_device_train_batch_size=params.batch_size,
+        per_device_eval_batch_size=params.eval_batch_size,
+        weight_decay=params.weight_decay,
+        warmup_steps=params.warmup_ratio,
+        lr_scheduler_type="linear",
+        eval_strategy="epoch",
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=1,
+        logging_strategy="steps",
+        logging_steps=0.02,
+        seed=params.seed,
+        data_seed=params.seed,
+        use_cpu=device == "cpu",
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+
+
+def _score(spec: TaskSpec, prediction: EvalPrediction) -> dict[str, float]:
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    return compute_metrics(spec, predictions_from_logits(spec, logits), prediction.label_ids)
