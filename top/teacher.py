@@ -27,7 +27,7 @@ from transformers import (
     set_seed,
 )
 from transformers.integrations import DVCLiveCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from top.atomic import atomic_directory
 from top.backbone import load_bert_config, load_tokenizer, resolve_backbone
@@ -55,6 +55,26 @@ def run_key(backbone: str, params: TeacherParams, prepared_meta: dict[str, Any])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
+    """The newest checkpoint that was fully written; newer, partial ones (a kill mid-save) are removed.
+
+    Trainer writes ``trainer_state.json`` last, so its presence marks a checkpoint as complete.
+    """
+    if not checkpoint_dir.is_dir():
+        return None
+    candidates = sorted(
+        (path for path in checkpoint_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if path.name.rsplit("-", 1)[1].isdigit()),
+        key=lambda path: int(path.name.rsplit("-", 1)[1]),
+        reverse=True,
+    )
+    for candidate in candidates:
+        if (candidate / "trainer_state.json").is_file():
+            return str(candidate)
+        log.warning("removing incomplete checkpoint %s", candidate)
+        shutil.rmtree(candidate, ignore_errors=True)
+    return None
+
+
 def finetune_teacher(
     prepared_dir: str | Path,
     backbone: str,
@@ -79,7 +99,7 @@ def finetune_teacher(
     model = _new_classifier(spec, backbone)
 
     checkpoint_dir = Path(checkpoint_root) / f"teacher-{run_key(backbone, params, meta)}"
-    last_checkpoint = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    last_checkpoint = last_complete_checkpoint(checkpoint_dir)
     if last_checkpoint:
         log.info("resuming from %s", last_checkpoint)
     from dvclive import Live

@@ -1,0 +1,64 @@
+"""Shared fixtures: the real benchmark data root, a tiny random-weight BERT, and params builders."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from transformers import BertConfig, BertForSequenceClassification
+
+from top.backbone import load_tokenizer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The real data root ($TOP_DATA_DIR). Missing data is a failure, never a silent skip."""
+    value = os.environ.get("TOP_DATA_DIR")
+    if not value:
+        pytest.fail("TOP_DATA_DIR is not set: point it at the benchmark data root (CI uses ../shared/data)")
+    path = Path(value)
+    if not (path / "glue").is_dir():
+        pytest.fail(f"TOP_DATA_DIR={path} does not hold glue/: the benchmark data is missing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-hidden BERT with random weights and the real uncased WordPiece tokenizer."""
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = load_tokenizer(DEFAULT_BACKBONE)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    BertForSequenceClassification(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def default_params_dict() -> dict[str, Any]:
+    return yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def params_dict(default_params_dict: dict[str, Any]) -> dict[str, Any]:
+    """A fresh, mutable copy of the repository's params.yaml."""
+    return copy.deepcopy(default_params_dict)
+
+
+def write_tsv(path: Path, rows: list[list[str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join("\t".join(row) + "\n" for row in rows), encoding="utf-8")
+    return path

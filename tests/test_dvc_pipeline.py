@@ -1,0 +1,42 @@
+"""End to end: `dvc repro` of prepare + teacher on a real MRPC subset with the real backbone, in a scratch
+git repository; a second repro does nothing; a teacher param change reruns only the teacher."""
+
+import json
+
+import pytest
+
+from .stage_runner import init_dvc_repo, run, scratch_project, stage_env, write_params
+
+
+@pytest.mark.slow
+def test_dvc_repro_prepare_and_teacher(shared_data_dir, params_dict, tmp_path):
+    params_dict["data"].update(data_dir=str(shared_data_dir), max_train_samples=32, max_eval_samples=16, max_length=64)
+    params_dict["teacher"].update(epochs=1, batch_size=16, threads=1)
+    project = scratch_project(tmp_path / "project", params_dict)
+    env = stage_env(tmp_path)
+    init_dvc_repo(project, env)
+
+    first = run(["dvc", "repro"], project, env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "Running stage 'prepare'" in first.stdout and "Running stage 'teacher'" in first.stdout
+    teacher = json.loads((project / "artifacts/metrics/teacher.json").read_text())
+    assert teacher["task"] == "mrpc" and 0 <= teacher["f1"] <= 1 and teacher["eval_examples"] == {"eval": 16}
+    prepare = json.loads((project / "artifacts/metrics/prepare.json").read_text())
+    assert prepare["rows"] == {"train": 32, "eval": 16}
+
+    second = run(["dvc", "repro"], project, env)
+    assert second.returncode == 0, second.stderr
+    assert "Running stage" not in second.stdout
+    assert "didn't change" in second.stdout
+
+    params_dict["teacher"]["learning_rate"] = 3.0e-5
+    write_params(project, params_dict)
+    third = run(["dvc", "repro"], project, env)
+    assert third.returncode == 0, third.stderr
+    assert "Running stage 'teacher'" in third.stdout
+    assert "Running stage 'prepare'" not in third.stdout
+
+    shown = run(["dvc", "metrics", "show", "--json"], project, env)
+    assert shown.returncode == 0 and "teacher.json" in shown.stdout
+    status = run(["dvc", "status"], project, env)
+    assert "up to date" in status.stdout

@@ -1,0 +1,112 @@
+"""Teacher fine-tuning on a tiny random BERT: outputs, repeatability and bad inputs."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertForSequenceClassification
+
+from top.backbone import check_bert_dir, resolve_backbone
+from top.data.prepare import prepare_task
+from top.errors import ModelDirError, ParamsError
+from top.params import parse_params
+from top.teacher import finetune_teacher, last_complete_checkpoint
+
+from .conftest import write_tsv
+
+
+def toy_dataset(root: Path, rows: int = 24) -> None:
+    """A learnable two-class task: the label is whether the text talks about cats."""
+    words = ["cats purr softly", "dogs bark loudly"]
+    train = [["label", "text"]] + [[str(i % 2), f"{words[i % 2]} {i}"] for i in range(rows)]
+    write_tsv(root / "toy/train.tsv", train)
+    write_tsv(root / "toy/eval.tsv", train[: 1 + rows // 2])
+
+
+def toy_params(params_dict, data_root: Path, backbone: Path, **teacher):
+    params_dict["data"].update(task="toy", data_dir=str(data_root), max_length=16)
+    params_dict["data"]["custom"] = {
+        "toy": {
+            "train": "toy/train.tsv",
+            "eval": "toy/eval.tsv",
+            "text_columns": ["text"],
+            "label_column": "label",
+            "labels": ["0", "1"],
+        }
+    }
+    params_dict["model"]["backbone"] = str(backbone)
+    params_dict["teacher"].update(
+        dict(epochs=2, batch_size=8, eval_batch_size=8, save_steps=2, device="cpu", threads=1) | teacher
+    )
+    return parse_params(params_dict)
+
+
+def run_teacher(params, work: Path) -> dict:
+    prepare_task(params.data, params.model.backbone, work / "prepared")
+    return finetune_teacher(
+        work / "prepared", params.model.backbone, params.teacher, work / "teacher", work / "live", work / "ckpt"
+    )
+
+
+def test_teacher_trains_saves_and_repeats(params_dict, tiny_bert_dir, tmp_path):
+    toy_dataset(tmp_path)
+    params = toy_params(params_dict, tmp_path, tiny_bert_dir)
+    metrics = run_teacher(params, tmp_path / "a")
+    for key in ("accuracy", "train_seconds", "train_examples_per_second", "eval_examples_per_second"):
+        assert metrics[key] >= 0, key
+    assert metrics["train_examples"] == 24 and metrics["eval_examples"] == {"eval": 12}
+    assert metrics["resumed_from_checkpoint"] is None
+
+    model = BertForSequenceClassification.from_pretrained(tmp_path / "a/teacher")
+    assert model.config.num_labels == 2
+    assert (tmp_path / "a/teacher/tokenizer.json").is_file()
+    assert (tmp_path / "a/live/plots/metrics/train/loss.tsv").is_file()
+    assert not any((tmp_path / "a/ckpt").iterdir())  # checkpoints are dropped once the model is saved
+
+    repeat = run_teacher(params, tmp_path / "b")
+    assert repeat["accuracy"] == metrics["accuracy"]
+    first = model.state_dict()
+    second = BertForSequenceClassification.from_pretrained(tmp_path / "b/teacher").state_dict()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_incomplete_checkpoints_are_discarded(tmp_path):
+    (tmp_path / "checkpoint-4").mkdir(parents=True)
+    (tmp_path / "checkpoint-4/trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-6").mkdir()  # killed mid-save: no trainer_state.json
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert not (tmp_path / "checkpoint-6").exists()
+    assert last_complete_checkpoint(tmp_path / "missing") is None
+
+
+def test_model_directory_checks(tmp_path, tiny_bert_dir):
+    check_bert_dir(tiny_bert_dir)
+    with pytest.raises(ModelDirError, match="model directory not found"):
+        resolve_backbone(str(tmp_path / "missing"))
+    with pytest.raises(ModelDirError, match=r"no config\.json"):
+        check_bert_dir(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(ModelDirError, match="holds a 'gpt2' model; a BERT checkpoint"):
+        check_bert_dir(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ModelDirError, match="no weights"):
+        check_bert_dir(tmp_path)
+
+
+def test_cuda_requested_without_cuda(params_dict, tiny_bert_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    toy_dataset(tmp_path)
+    params = toy_params(params_dict, tmp_path, tiny_bert_dir, device="cuda")
+    with pytest.raises(ParamsError, match=r"teacher\.device is 'cuda' but no CUDA device"):
+        run_teacher(params, tmp_path / "run")
+
+
+def test_backbone_must_match_the_prepared_data(params_dict, tiny_bert_dir, tmp_path):
+    toy_dataset(tmp_path)
+    params = toy_params(params_dict, tmp_path, tiny_bert_dir)
+    prepare_task(params.data, params.model.backbone, tmp_path / "prepared")
+    with pytest.raises(ParamsError, match="rerun the prepare stage"):
+        finetune_teacher(
+            tmp_path / "prepared", "bert-other", params.teacher, tmp_path / "t", tmp_path / "l", tmp_path / "c"
+        )
