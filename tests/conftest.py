@@ -62,3 +62,25 @@ def write_tsv(path: Path, rows: list[list[str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join("\t".join(row) + "\n" for row in rows), encoding="utf-8")
     return path
+
+
+def toy_dataset(root: Path, rows: int = 24) -> None:
+    """A learnable two-class task under root/toy: the label is whether the text talks about cats."""
+    words = ["cats purr softly", "dogs bark loudly"]
+    train = [["label", "text"]] + [[str(i % 2), f"{words[i % 2]} {i}"] for i in range(rows)]
+    write_tsv(root / "toy/train.tsv", train)
+    write_tsv(root / "toy/eval.tsv", train[: 1 + rows // 2])
+
+
+def use_toy_task(params_dict: dict[str, Any], data_root: Path, labels: list[str] | None = None) -> None:
+    """Point params_dict at the custom dataset root/toy/{train,eval}.tsv."""
+    params_dict["data"].update(task="toy", data_dir=str(data_root), max_length=16)
+    params_dict["data"]["custom"] = {
+        "toy": {
+            "train": "toy/train.tsv",
+            "eval": "toy/eval.tsv",
+            "text_columns": ["text"],
+            "label_column": "label",
+            "labels": labels,
+        }
+    }

@@ -2,7 +2,6 @@
 and user-declared TSV/CSV datasets, all read into the same internal form."""
 
 import gzip
-from pathlib import Path
 
 import datasets
 import pytest
@@ -13,7 +12,12 @@ from top.data.tasks import GLUE_TASKS, custom_task
 from top.errors import DataError
 from top.params import CustomDatasetParams
 
-FIXTURES = Path(__file__).parent / "fixtures"
+from .glue_fixtures import write_glue_fixtures
+
+
+@pytest.fixture(scope="module")
+def glue_fixture_root(tmp_path_factory):
+    return write_glue_fixtures(tmp_path_factory.mktemp("glue-fixtures"))
 
 
 @pytest.mark.parametrize(
@@ -26,15 +30,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
         ("mnli", {"train": 3, "eval": 1, "eval_mismatched": 2}, 1),
     ],
 )
-def test_fixture_layouts(task, sizes, first_label):
-    _, splits, _ = load_task(GLUE_TASKS[task], FIXTURES)
+def test_fixture_layouts(glue_fixture_root, task, sizes, first_label):
+    _, splits, _ = load_task(GLUE_TASKS[task], glue_fixture_root)
     assert {name: len(split) for name, split in splits.items()} == sizes
     assert splits["train"][0]["label"] == pytest.approx(first_label)
     assert splits["train"][0]["text_b"]
 
 
-def test_rte_field_starting_with_quote_is_kept_verbatim():
-    _, splits, _ = load_task(GLUE_TASKS["rte"], FIXTURES)
+def test_rte_field_starting_with_quote_is_kept_verbatim(glue_fixture_root):
+    _, splits, _ = load_task(GLUE_TASKS["rte"], glue_fixture_root)
     assert splits["train"][2]["text_a"] == '"Quoted" start of a field.'
 
 

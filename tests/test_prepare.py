@@ -7,7 +7,7 @@ from top.data.tasks import GLUE_TASKS
 from top.errors import DataError
 from top.params import parse_params
 
-from .conftest import DEFAULT_BACKBONE, write_tsv
+from .conftest import DEFAULT_BACKBONE, use_toy_task, write_tsv
 
 
 def _data_params(params_dict, **overrides):
@@ -38,16 +38,8 @@ def test_prepare_mrpc_subset_round_trip(shared_data_dir, params_dict, tmp_path):
 def test_failed_prepare_leaves_nothing_behind(params_dict, tmp_path):
     write_tsv(tmp_path / "toy/train.tsv", [["label", "text"], ["a", "one"], ["b", "two"]])
     write_tsv(tmp_path / "toy/eval.tsv", [["label", "text"], ["c", "three"]])
-    params_dict["data"]["custom"] = {
-        "toy": {
-            "train": "toy/train.tsv",
-            "eval": "toy/eval.tsv",
-            "text_columns": ["text"],
-            "label_column": "label",
-            "labels": None,
-        }
-    }
-    data = _data_params(params_dict, task="toy", data_dir=str(tmp_path))
+    use_toy_task(params_dict, tmp_path)
+    data = parse_params(params_dict).data
     out = tmp_path / "out"
     with pytest.raises(DataError, match="unknown label 'c'"):
         prepare_task(data, DEFAULT_BACKBONE, out / "prepared")

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from .conftest import toy_dataset, use_toy_task
 from .stage_runner import run_stage, scratch_project, stage_env
-from .test_teacher import toy_dataset
 
 
 def assert_clean_failure(result, message: str) -> None:
@@ -54,16 +54,7 @@ def test_non_bert_backbone_fails_cleanly(params_dict, tmp_path):
 
 def test_killed_teacher_resumes_from_last_checkpoint(params_dict, tiny_bert_dir, tmp_path):
     toy_dataset(tmp_path, rows=400)
-    params_dict["data"].update(task="toy", data_dir=str(tmp_path), max_length=16)
-    params_dict["data"]["custom"] = {
-        "toy": {
-            "train": "toy/train.tsv",
-            "eval": "toy/eval.tsv",
-            "text_columns": ["text"],
-            "label_column": "label",
-            "labels": ["0", "1"],
-        }
-    }
+    use_toy_task(params_dict, tmp_path, labels=["0", "1"])
     params_dict["model"]["backbone"] = str(tiny_bert_dir)
     params_dict["teacher"].update(epochs=4, batch_size=2, save_steps=20, device="cpu", threads=1)
     project = scratch_project(tmp_path / "p", params_dict)

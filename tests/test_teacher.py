@@ -13,28 +13,11 @@ from top.errors import ModelDirError, ParamsError
 from top.params import parse_params
 from top.teacher import finetune_teacher, last_complete_checkpoint
 
-from .conftest import write_tsv
-
-
-def toy_dataset(root: Path, rows: int = 24) -> None:
-    """A learnable two-class task: the label is whether the text talks about cats."""
-    words = ["cats purr softly", "dogs bark loudly"]
-    train = [["label", "text"]] + [[str(i % 2), f"{words[i % 2]} {i}"] for i in range(rows)]
-    write_tsv(root / "toy/train.tsv", train)
-    write_tsv(root / "toy/eval.tsv", train[: 1 + rows // 2])
+from .conftest import toy_dataset, use_toy_task
 
 
 def toy_params(params_dict, data_root: Path, backbone: Path, **teacher):
-    params_dict["data"].update(task="toy", data_dir=str(data_root), max_length=16)
-    params_dict["data"]["custom"] = {
-        "toy": {
-            "train": "toy/train.tsv",
-            "eval": "toy/eval.tsv",
-            "text_columns": ["text"],
-            "label_column": "label",
-            "labels": ["0", "1"],
-        }
-    }
+    use_toy_task(params_dict, data_root, labels=["0", "1"])
     params_dict["model"]["backbone"] = str(backbone)
     params_dict["teacher"].update(
         dict(epochs=2, batch_size=8, eval_batch_size=8, save_steps=2, device="cpu", threads=1) | teacher
