@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from dvclive import Live
 from transformers import (
     BertForSequenceClassification,
     DataCollatorWithPadding,
@@ -102,8 +103,6 @@ def finetune_teacher(
     last_checkpoint = last_complete_checkpoint(checkpoint_dir)
     if last_checkpoint:
         log.info("resuming from %s", last_checkpoint)
-    from dvclive import Live
-
     live = Live(dir=str(checkpoint_dir / "live"), resume=last_checkpoint is not None, save_dvc_exp=False, dvcyaml=None)
     trainer = Trainer(
         model=model,
@@ -137,7 +136,7 @@ def finetune_teacher(
         "task": spec.name,
         "backbone": backbone,
         "device": device,
-        **{name: value for name, value in evaluation["eval"].items()},
+        **evaluation["eval"],  # the primary split's metrics at top level, for `dvc metrics diff`
         "eval": evaluation,
         "train_examples": len(splits["train"]),
         "eval_examples": {split.name: len(splits[split.name]) for split in spec.eval_splits},
