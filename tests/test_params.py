@@ -9,10 +9,11 @@ from top.params import load_params, parse_params
 from .conftest import REPO_ROOT
 
 
-def test_repository_params_are_valid():
+def test_repository_params_are_valid(default_params_dict):
     params = load_params(REPO_ROOT / "params.yaml")
     assert params.data.task == "mrpc"
-    assert params.teacher.learning_rate == pytest.approx(5e-5)
+    assert isinstance(params.teacher.learning_rate, float)
+    assert params.teacher.learning_rate == float(default_params_dict["teacher"]["learning_rate"])
     assert set(params.data.custom) == {"20news", "imdb"}
 
 
