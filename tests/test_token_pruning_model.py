@@ -1,0 +1,116 @@
+"""The token-pruning BERT: Hugging Face equivalence, physical == masked, and measured == analytic MACs."""
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import BertConfig, BertForSequenceClassification
+
+from top.errors import ParamsError
+from top.pruning.macs import EncoderDims, classifier_head_macs, encoder_macs
+from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning, select_tokens
+
+
+def tiny_config(**extra) -> BertConfig:
+    return BertConfig(
+        vocab_size=120,
+        hidden_size=48,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=96,
+        num_labels=3,
+        initializer_range=0.2,  # large enough weights that pruning visibly moves the logits
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference():
+    torch.manual_seed(0)
+    return BertForSequenceClassification(tiny_config()).eval()
+
+
+def pruned_copy(reference, prune_layers, keep_ratios):
+    config = configure_pruning(tiny_config(), prune_layers, keep_ratios)
+    model = TokenPruningBertForSequenceClassification(config).eval()
+    model.load_state_dict(reference.state_dict())
+    return model
+
+
+def mixed_batch():
+    generator = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(5, 120, (3, 21), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 14:] = 0
+    attention_mask[2, 6:] = 0
+    token_type_ids = (torch.arange(21)[None, :] > 9).long().expand(3, -1)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+
+
+@pytest.mark.parametrize(("prune_layers", "keep_ratios"), [([], []), ([1, 3], [1.0, 1.0])])
+def test_no_pruning_equals_hugging_face(reference, prune_layers, keep_ratios):
+    model = pruned_copy(reference, prune_layers, keep_ratios)
+    batch = mixed_batch()
+    with torch.no_grad():
+        expected = reference(**batch).logits
+        for mode in ("physical", "masked"):
+            assert torch.allclose(model(**batch, mode=mode).logits, expected, atol=1e-5, rtol=0), mode
+
+
+@pytest.mark.parametrize(("prune_layers", "keep_ratios"), [([1], [0.5]), ([1, 2, 3], [0.7, 0.6, 0.4])])
+def test_physical_removal_equals_masked_evaluation(reference, prune_layers, keep_ratios):
+    model = pruned_copy(reference, prune_layers, keep_ratios)
+    batch = mixed_batch()
+    with torch.no_grad():
+        physical = model(**batch, mode="physical")
+        masked = model(**batch, mode="masked")
+        dense = reference(**batch).logits
+    assert torch.allclose(physical.logits, masked.logits, atol=1e-5, rtol=0)
+    assert torch.equal(physical.token_counts, masked.token_counts)
+    assert (physical.logits - dense).abs().max() > 1e-2  # pruning really changed the result
+    assert (physical.token_counts[:, -1] < physical.token_counts[:, 0]).all()
+
+
+@pytest.mark.parametrize("length", [9, 24, 57])
+@pytest.mark.parametrize("keep_ratios", [[0.5, 0.8], [0.3, 0.3]])
+def test_measured_macs_equal_analytic_on_the_pruned_forward(reference, length, keep_ratios):
+    model = pruned_copy(reference, [1, 3], keep_ratios)
+    input_ids = torch.randint(5, 120, (1, length), generator=torch.Generator().manual_seed(length))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        output = model(input_ids=input_ids)
+    lengths = output.token_counts[0].tolist()
+    dims = EncoderDims.from_config(model.config)
+    assert counter.get_total_flops() / 2 == encoder_macs(dims, lengths) + classifier_head_macs(dims, 3)
+    assert lengths[0] == length and lengths[-1] < length
+
+
+def test_keep_counts_follow_each_examples_length():
+    scores = torch.tensor([[9.0, 0.1, 0.9, 0.5, 0.7, 0.2], [9.0, 0.3, 0.2, 0.1, 0.0, 0.0]])
+    alive = torch.tensor([[True] * 6, [True, True, True, True, False, False]])
+    keep = select_tokens(scores, alive, keep_ratio=0.6)
+    assert keep[0].tolist() == [True, False, True, True, True, False]  # CLS + best 3 of 5
+    assert keep[1].tolist() == [True, True, True, False, False, False]  # CLS + best 2 of 3
+
+
+def test_save_and_reload_keeps_the_schedule(reference, tmp_path):
+    model = pruned_copy(reference, [2], [0.5])
+    model.save_pretrained(tmp_path)
+    loaded = TokenPruningBertForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert loaded.config.prune_layers == [2] and loaded.config.keep_ratios == [0.5]
+    batch = mixed_batch()
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch).logits, model(**batch).logits)
+
+
+@pytest.mark.parametrize(
+    ("prune_layers", "keep_ratios", "message"),
+    [
+        ([4], [0.5], "prune layer 4 is outside the model"),
+        ([0], [0.5], "prune layer 0 is outside"),
+        ([1], [0.0], r"keep ratio 0.0 must be in \(0, 1\]"),
+        ([1], [1.5], "keep ratio 1.5"),
+        ([1, 2], [0.5], "2 prune layers but 1 keep ratios"),
+    ],
+)
+def test_bad_schedules_are_rejected(prune_layers, keep_ratios, message):
+    with pytest.raises(ParamsError, match=message):
+        configure_pruning(tiny_config(), prune_layers, keep_ratios)

@@ -1,0 +1,155 @@
+"""A BERT classifier that removes tokens physically as it goes deeper (ToP's deployment form).
+
+At each prune layer ``l`` the tokens are ranked by the attention they *receive* in layer ``l - 1`` (mean over
+heads and live query rows; [CLS] always kept), and each example keeps ``round(keep_ratio * alive)`` of its live
+non-[CLS] tokens. The removal happens right after layer ``l - 1``'s self-attention, before its FFN, as in ToP's
+cost model, so that FFN already runs on the shorter sequence.
+
+Two evaluation modes share every line but the last step of a prune: ``physical`` gathers the kept tokens into
+a shorter, right-padded batch (each example keeps its own count; the batch is padded to the largest count
+and the padding is masked as keys); ``masked`` keeps the full length and masks pruned tokens as keys. Both give
+the same logits for the same decisions; only ``physical`` is faster.
+
+The weights are those of ``BertForSequenceClassification`` (same module names), so a fine-tuned teacher loads
+directly; the prune layers and keep ratios travel in the config through save_pretrained/from_pretrained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from transformers import BertConfig, BertModel, BertPreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+
+from top.errors import ParamsError
+
+Mode = Literal["physical", "masked"]
+
+
+def configure_pruning(config: BertConfig, prune_layers: list[int], keep_ratios: list[float]) -> BertConfig:
+    """Validate and store the prune schedule on ``config`` (it is saved with the model)."""
+    if len(prune_layers) != len(keep_ratios):
+        raise ParamsError(f"{len(prune_layers)} prune layers but {len(keep_ratios)} keep ratios")
+    layers = config.num_hidden_layers
+    for layer in prune_layers:
+        if not 1 <= layer < layers:
+            raise ParamsError(f"prune layer {layer} is outside the model: it must be in 1..{layers - 1}")
+    if len(set(prune_layers)) != len(prune_layers):
+        raise ParamsError(f"prune layers must be distinct, got {prune_layers}")
+    for ratio in keep_ratios:
+        if not 0.0 < ratio <= 1.0:
+            raise ParamsError(f"keep ratio {ratio} must be in (0, 1]")
+    config.prune_layers = list(prune_layers)
+    config.keep_ratios = [float(ratio) for ratio in keep_ratios]
+    return config
+
+
+@dataclass
+class TokenPruningOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    # Live tokens per example entering each layer's attention, plus the count after the last layer: [B, L+1].
+    token_counts: torch.Tensor | None = None
+
+
+class TokenPruningBertForSequenceClassification(BertPreTrainedModel):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        configure_pruning(config, getattr(config, "prune_layers", []), getattr(config, "keep_ratios", []))
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=True)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def keep_ratio_before(self, layer: int) -> float | None:
+        """The keep ratio applied to the tokens entering ``layer``, or None when it prunes nothing."""
+        schedule = dict(zip(self.config.prune_layers, self.config.keep_ratios, strict=True))
+        return schedule.get(layer)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        mode: Mode = "physical",
+    ) -> TokenPruningOutput:
+        if mode not in ("physical", "masked"):
+            raise ValueError(f"mode must be 'physical' or 'masked', got {mode!r}")
+        alive = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        counts = [alive.sum(dim=1)]
+        layers = self.bert.encoder.layer
+        for index, layer in enumerate(layers):
+            attended, probs = self_attention(layer.attention, hidden, alive)
+            ratio = self.keep_ratio_before(index + 1)
+            if ratio is not None:
+                keep = select_tokens(received_attention(probs, alive), alive, ratio)
+                if mode == "physical":
+                    attended, alive = gather_tokens(attended, keep)
+                else:
+                    alive = keep
+            hidden = layer.output(layer.intermediate(attended), attended)
+            counts.append(alive.sum(dim=1))
+        logits = self.classifier(self.dropout(self.bert.pooler(hidden)))
+        return TokenPruningOutput(loss=self._loss(logits, labels), logits=logits, token_counts=torch.stack(counts, 1))
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+        if labels is None:
+            return None
+        if self.num_labels == 1:
+            return nn.functional.mse_loss(logits.squeeze(-1), labels.float())
+        return nn.functional.cross_entropy(logits, labels)
+
+
+def self_attention(
+    attention: nn.Module, hidden: torch.Tensor, alive: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT self-attention written out so that the probabilities are at hand; dead tokens are masked as keys."""
+    heads = attention.self.num_attention_heads
+    head_size = attention.self.attention_head_size
+    batch, length, _ = hidden.shape
+
+    def split(projection: nn.Linear) -> torch.Tensor:
+        return projection(hidden).view(batch, length, heads, head_size).transpose(1, 2)
+
+    query, key, value = split(attention.self.query), split(attention.self.key), split(attention.self.value)
+    logits = query @ key.transpose(-1, -2) * head_size**-0.5
+    logits = logits.masked_fill(~alive[:, None, None, :], torch.finfo(logits.dtype).min)
+    probs = logits.softmax(dim=-1)
+    context = (attention.self.dropout(probs) @ value).transpose(1, 2).reshape(batch, length, heads * head_size)
+    return attention.output(context, hidden), probs
+
+
+def received_attention(probs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """Token importance: attention received, averaged over heads and live query rows. [B, H, n, n] -> [B, n]."""
+    rows = alive[:, None, :, None].to(probs.dtype)
+    live_rows = alive.sum(dim=1).clamp(min=1).to(probs.dtype) * probs.shape[1]
+    return (probs * rows).sum(dim=(1, 2)) / live_rows[:, None]
+
+
+def select_tokens(scores: torch.Tensor, alive: torch.Tensor, keep_ratio: float) -> torch.Tensor:
+    """Keep [CLS] and the round(keep_ratio * n) best-scored of each example's n live non-[CLS] tokens."""
+    candidates = alive.clone()
+    candidates[:, 0] = False
+    keep_count = torch.round(candidates.sum(dim=1).to(scores.dtype) * keep_ratio).long()
+    ranked = scores.masked_fill(~candidates, float("-inf"))
+    order = ranked.argsort(dim=1, descending=True, stable=True)
+    rank = order.argsort(dim=1)
+    keep = (rank < keep_count[:, None]) & candidates
+    keep[:, 0] = alive[:, 0]
+    return keep
+
+
+def gather_tokens(hidden: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each example's kept tokens to the front (order preserved) and cut the batch to the longest."""
+    kept = keep.sum(dim=1)
+    order = (~keep).to(torch.int8).argsort(dim=1, stable=True)[:, : int(kept.max())]
+    gathered = torch.gather(hidden, 1, order[:, :, None].expand(-1, -1, hidden.shape[-1]))
+    alive = torch.arange(order.shape[1], device=keep.device)[None, :] < kept[:, None]
+    return gathered, alive
