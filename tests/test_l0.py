@@ -1,0 +1,106 @@
+"""Coarse-to-fine masks, expected MACs and the Lagrangian term."""
+
+import math
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import BertConfig, BertForSequenceClassification
+
+from top.pruning import hard_concrete
+from top.pruning.l0 import (
+    LagrangianConstraint,
+    PruningMasks,
+    expected_macs_ratio,
+    layer_lengths,
+    warmed_up_target,
+)
+from top.pruning.macs import EncoderDims
+from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning
+
+
+def test_initial_masks_keep_almost_everything():
+    masks = PruningMasks(prune_layers=3, bins=10)
+    assert masks.bin_log_alpha.max() <= hard_concrete.LOG_ALPHA_MAX
+    bin_open = 1 / (1 + math.exp(-(math.log(100) + 1.5986)))
+    gate_open = 1 / (1 + math.exp(-(math.log(0.01) + 1.5986)))
+    expected = 1 - (1 - bin_open) * gate_open
+    assert torch.allclose(masks.expected_keep_ratios(), torch.full((3,), expected), atol=1e-5)
+    assert masks.deterministic_keep_ratios() == [1.0, 1.0, 1.0]  # gates start closed
+
+
+def test_deterministic_ratios_use_gates_and_bins():
+    masks = PruningMasks(prune_layers=2, bins=4)
+    with torch.no_grad():
+        masks.gate_log_alpha.copy_(torch.tensor([4.0, -4.0]))
+        masks.bin_log_alpha.copy_(torch.tensor([[4.0, -4.0, 4.0, -4.0], [4.0, 4.0, 4.0, -4.0]]))
+    assert masks.deterministic_keep_ratios() == [0.5, 1.0]
+
+
+def test_sampled_gates_are_binary_with_straight_through_gradient():
+    masks = PruningMasks(prune_layers=4, bins=5)
+    bins, gates = masks.sample(torch.Generator().manual_seed(0))
+    assert set(gates.detach().tolist()) <= {0.0, 1.0}
+    (bins.sum() + gates.sum()).backward()
+    assert masks.gate_log_alpha.grad is not None and masks.bin_log_alpha.grad is not None
+
+
+def test_layer_lengths_keep_cls_and_compound_ratios():
+    lengths = torch.tensor([21, 11])
+    per_layer = layer_lengths(lengths, [1, 3], torch.tensor([0.5, 0.5]), layers=4)
+    assert [t.tolist() for t in per_layer] == [[21, 11], [11, 6], [11, 6], [6, 3.5], [6, 3.5]]
+
+
+def test_expected_ratio_matches_the_measured_physical_model():
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=2,
+        attn_implementation="eager",  # the FLOP counter sees the eager attention products
+    )
+    dense = BertForSequenceClassification(config).eval()
+    pruned = TokenPruningBertForSequenceClassification(configure_pruning(config, [1, 3], [0.5, 0.5])).eval()
+    pruned.load_state_dict(dense.state_dict())
+    inputs = torch.randint(3, 50, (1, 21))
+
+    def measured(model):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(input_ids=inputs)
+        return counter.get_total_flops() / 2
+
+    head = config.hidden_size**2 + config.hidden_size * 2
+    measured_ratio = (measured(pruned) - head) / (measured(dense) - head)
+    expected = expected_macs_ratio(
+        EncoderDims.from_config(config), torch.tensor([21]), [1, 3], torch.tensor([0.5, 0.5], dtype=torch.float64)
+    )
+    assert expected.item() == pytest.approx(measured_ratio, rel=1e-9)
+
+
+def test_expected_macs_are_differentiable_in_the_masks():
+    masks = PruningMasks(prune_layers=2, bins=4)
+    dims = EncoderDims(hidden=32, heads=2, head_dim=16, intermediate=64, layers=4)
+    ratio = expected_macs_ratio(dims, torch.tensor([30, 12]), [1, 2], masks.expected_keep_ratios())
+    ratio.backward()
+    assert masks.gate_log_alpha.grad.abs().sum() > 0
+
+
+def test_lagrangian_multipliers_ascend():
+    constraint = LagrangianConstraint()
+    optimizer = torch.optim.SGD(constraint.parameters(), lr=0.1)
+    # A first step moves lambda1 upward while the ratio is above target (gap > 0) ...
+    constraint(torch.tensor(0.8), target=0.5).backward()
+    constraint.ascend_()
+    optimizer.step()
+    assert constraint.lambda1.item() == pytest.approx(0.1 * 0.3)
+    assert constraint.lambda2.item() == pytest.approx(0.1 * 0.09)
+    # ... so that the penalty on the model side grows with the gap.
+    assert constraint(torch.tensor(0.8), 0.5) > constraint(torch.tensor(0.6), 0.5)
+
+
+def test_warmup_schedule():
+    assert warmed_up_target(0.3, step=0, warmup_steps=100) == 1.0
+    assert warmed_up_target(0.3, step=50, warmup_steps=100) == pytest.approx(0.65)
+    assert warmed_up_target(0.3, step=500, warmup_steps=100) == pytest.approx(0.3)

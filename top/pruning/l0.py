@@ -1,0 +1,109 @@
+"""Coarse-to-fine L0 masks of ToP and the expected-MACs constraint they are trained under.
+
+Coarse: one hard-concrete gate per prune layer (does this layer prune at all?). Fine: per prune layer, one
+hard-concrete mask per rank bin (a token falls into bin ``floor(rank / alive * bins)``). The expected keep
+ratio of a prune layer is ``q = 1 - (1 - mean_b P(bin_b != 0)) * P(gate != 0)``; expected MACs follow from the
+cumulative keep ratios and each example's real length, through the same MACs model as the deployed model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from top.pruning import hard_concrete
+from top.pruning.macs import EncoderDims, encoder_macs
+
+# Authors' initialisation: bins start open, gates start closed (clamped to the log_alpha range right away).
+BIN_INIT_MEAN = 10.0
+GATE_INIT_MEAN = -10.0
+INIT_STD = 0.01
+
+
+class PruningMasks(nn.Module):
+    """The learnable masks of ``prune_layers`` prune layers with ``bins`` rank bins each."""
+
+    def __init__(self, prune_layers: int, bins: int) -> None:
+        super().__init__()
+        if prune_layers < 1 or bins < 1:
+            raise ValueError("need at least one prune layer and one bin")
+        self.bin_log_alpha = nn.Parameter(torch.normal(BIN_INIT_MEAN, INIT_STD, (prune_layers, bins)))
+        self.gate_log_alpha = nn.Parameter(torch.normal(GATE_INIT_MEAN, INIT_STD, (prune_layers,)))
+        self.clamp_()
+
+    def clamp_(self) -> None:
+        hard_concrete.clamp_(self.bin_log_alpha)
+        hard_concrete.clamp_(self.gate_log_alpha)
+
+    def sample(self, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training draw: continuous bin masks [P, bins] and straight-through binary gates [P]."""
+        bins = hard_concrete.sample(self.bin_log_alpha, generator)
+        gates = hard_concrete.sample(self.gate_log_alpha, generator)
+        binary = (gates > 0).to(gates.dtype)
+        return bins, gates + (binary - gates).detach()
+
+    def expected_keep_ratios(self) -> torch.Tensor:
+        """q per prune layer, differentiable in every log_alpha."""
+        bin_open = hard_concrete.prob_nonzero(self.bin_log_alpha).mean(dim=1)
+        return 1.0 - (1.0 - bin_open) * hard_concrete.prob_nonzero(self.gate_log_alpha)
+
+    def deterministic_keep_ratios(self) -> list[float]:
+        """Deployment keep ratio per prune layer: kept bins / bins when the gate is on, else 1."""
+        ratios = []
+        for bin_alpha, gate_alpha in zip(self.bin_log_alpha, self.gate_log_alpha, strict=True):
+            gate_on = bool(hard_concrete.deterministic_gate(gate_alpha))
+            kept_bins = float(hard_concrete.deterministic_bins(bin_alpha).sum())
+            ratios.append(kept_bins / bin_alpha.numel() if gate_on else 1.0)
+        return ratios
+
+
+def layer_lengths(
+    lengths: torch.Tensor, prune_layers: list[int], keep_ratios: torch.Tensor, layers: int
+) -> list[torch.Tensor]:
+    """Tokens entering each layer (and after the last) for each example: ``(n - 1) * cumulative + 1``."""
+    schedule = dict(zip(prune_layers, keep_ratios, strict=True))
+    cumulative = torch.ones((), dtype=keep_ratios.dtype, device=keep_ratios.device)
+    per_layer = [lengths.to(keep_ratios.dtype)]
+    for layer in range(1, layers + 1):
+        if layer in schedule:
+            cumulative = cumulative * schedule[layer]
+        per_layer.append((lengths.to(keep_ratios.dtype) - 1) * cumulative + 1)
+    return per_layer
+
+
+def expected_macs_ratio(
+    dims: EncoderDims, lengths: torch.Tensor, prune_layers: list[int], keep_ratios: torch.Tensor
+) -> torch.Tensor:
+    """Mean over the batch of pruned / dense encoder MACs, each example at its own unpadded length."""
+    per_layer = layer_lengths(lengths, prune_layers, keep_ratios, dims.layers)
+    pruned = encoder_macs(dims, per_layer)
+    dense = encoder_macs(dims, [lengths.to(keep_ratios.dtype)] * (dims.layers + 1))
+    return (pruned / dense).mean()
+
+
+class LagrangianConstraint(nn.Module):
+    """``lambda1 * (r - t) + lambda2 * (r - t)^2`` on the expected MACs ratio r; lambdas trained by ascent.
+
+    The multipliers are ordinary parameters; the training loop maximises over them by negating their
+    gradients (``ascend_``) before its optimizer step, rather than relying on a negative learning rate.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lambda1 = nn.Parameter(torch.zeros(()))
+        self.lambda2 = nn.Parameter(torch.zeros(()))
+
+    def forward(self, macs_ratio: torch.Tensor, target: float) -> torch.Tensor:
+        gap = macs_ratio - target
+        return self.lambda1 * gap + self.lambda2 * gap * gap
+
+    def ascend_(self) -> None:
+        for parameter in (self.lambda1, self.lambda2):
+            if parameter.grad is not None:
+                parameter.grad.neg_()
+
+
+def warmed_up_target(final_target: float, step: int, warmup_steps: int) -> float:
+    """The MACs target moves linearly from 1.0 (dense) to ``final_target`` over the warm-up."""
+    progress = 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
+    return 1.0 - (1.0 - final_target) * progress
