@@ -114,3 +114,32 @@ def test_save_and_reload_keeps_the_schedule(reference, tmp_path):
 def test_bad_schedules_are_rejected(prune_layers, keep_ratios, message):
     with pytest.raises(ParamsError, match=message):
         configure_pruning(tiny_config(), prune_layers, keep_ratios)
+
+
+def test_train_mode_with_open_masks_equals_hugging_face(reference):
+    model = pruned_copy(reference, [1, 3], [1.0, 1.0])
+    batch = mixed_batch()
+    with torch.no_grad():
+        expected = reference(**batch).logits
+        for gate in (0.0, 1.0):
+            masks = (torch.ones(2, 5), torch.full((2,), gate))
+            assert torch.allclose(model(**batch, mode="train", masks=masks).logits, expected, atol=1e-5, rtol=0)
+
+
+def test_train_mode_bins_drop_the_lower_ranks_and_pass_gradients(reference):
+    model = pruned_copy(reference, [1], [1.0])
+    batch = mixed_batch()
+    bin_masks = torch.tensor([1.0, 0.0], requires_grad=True)  # keep the better-ranked half
+    gates = torch.ones(1, requires_grad=True)
+    output = model(**batch, mode="train", masks=(bin_masks[None, :], gates), return_scores=True)
+    live = batch["attention_mask"].sum(dim=1) - 1
+    assert output.token_counts[:, 1].tolist() == (1 + (live + 1) // 2).tolist()
+    assert len(output.token_scores) == 4 and output.token_scores[0].shape == (3, 21)
+    output.logits.sum().backward()
+    assert bin_masks.grad.abs().sum() > 0 and gates.grad.abs().sum() > 0
+
+
+def test_masks_only_in_train_mode(reference):
+    model = pruned_copy(reference, [1], [0.5])
+    with pytest.raises(ValueError, match="masks are required in 'train' mode"):
+        model(**mixed_batch(), mode="train")

@@ -5,10 +5,12 @@ heads and live query rows; [CLS] always kept), and each example keeps ``round(ke
 non-[CLS] tokens. The removal happens right after layer ``l - 1``'s self-attention, before its FFN, as in ToP's
 cost model, so that FFN already runs on the shorter sequence.
 
-Two evaluation modes share every line but the last step of a prune: ``physical`` gathers the kept tokens into
-a shorter, right-padded batch (each example keeps its own count; the batch is padded to the largest count
-and the padding is masked as keys); ``masked`` keeps the full length and masks pruned tokens as keys. Both give
-the same logits for the same decisions; only ``physical`` is faster.
+Three modes share every line but the last step of a prune: ``physical`` gathers the kept tokens into a shorter,
+right-padded batch (each example keeps its own count; the batch is padded to the largest count and the padding
+is masked as keys); ``masked`` keeps the full length and masks pruned tokens as keys (both give the same logits
+for the same decisions; only ``physical`` is faster); ``train`` simulates pruning with sampled hard-concrete
+masks as ToP trains it: each live token falls into a rank bin, and the input of the prune layer is multiplied
+by ``1 - (1 - z_bin) * gate`` (keys are not masked, so the masks get gradients).
 
 The weights are those of ``BertForSequenceClassification`` (same module names), so a fine-tuned teacher loads
 directly; the prune layers and keep ratios travel in the config through save_pretrained/from_pretrained.
@@ -26,7 +28,7 @@ from transformers.modeling_outputs import ModelOutput
 
 from top.errors import ParamsError
 
-Mode = Literal["physical", "masked"]
+Mode = Literal["physical", "masked", "train"]
 
 
 def configure_pruning(config: BertConfig, prune_layers: list[int], keep_ratios: list[float]) -> BertConfig:
@@ -53,6 +55,8 @@ class TokenPruningOutput(ModelOutput):
     logits: torch.Tensor | None = None
     # Live tokens per example entering each layer's attention, plus the count after the last layer: [B, L+1].
     token_counts: torch.Tensor | None = None
+    # Per layer, the attention each token received ([B, n]); only with return_scores=True.
+    token_scores: tuple[torch.Tensor, ...] | None = None
 
 
 class TokenPruningBertForSequenceClassification(BertPreTrainedModel):
@@ -78,26 +82,46 @@ class TokenPruningBertForSequenceClassification(BertPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         mode: Mode = "physical",
+        masks: tuple[torch.Tensor, torch.Tensor] | None = None,
+        return_scores: bool = False,
     ) -> TokenPruningOutput:
-        if mode not in ("physical", "masked"):
-            raise ValueError(f"mode must be 'physical' or 'masked', got {mode!r}")
+        """``masks`` (bin masks [P, bins], gates [P], one row per prune layer in config order) drive ``train``."""
+        if mode not in ("physical", "masked", "train"):
+            raise ValueError(f"mode must be 'physical', 'masked' or 'train', got {mode!r}")
+        if (mode == "train") != (masks is not None):
+            raise ValueError("masks are required in 'train' mode and only there")
         alive = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        keys = alive  # train mode never changes the key mask: zero-weighted tokens still act as keys
         hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-        counts = [alive.sum(dim=1)]
-        layers = self.bert.encoder.layer
-        for index, layer in enumerate(layers):
-            attended, probs = self_attention(layer.attention, hidden, alive)
+        counts, scores = [alive.sum(dim=1)], []
+        for index, layer in enumerate(self.bert.encoder.layer):
+            attended, probs = self_attention(layer.attention, hidden, keys if mode == "train" else alive)
+            received = received_attention(probs, alive)
+            if return_scores:
+                scores.append(received)
             ratio = self.keep_ratio_before(index + 1)
-            if ratio is not None:
-                keep = select_tokens(received_attention(probs, alive), alive, ratio)
+            token_weight = None
+            if mode == "train" and index + 1 in self.config.prune_layers:
+                position = self.config.prune_layers.index(index + 1)
+                token_weight = sampled_token_weights(received, alive, masks[0][position], masks[1][position])
+                alive = alive & (token_weight > 0)
+            elif ratio is not None and mode != "train":
+                keep = select_tokens(received, alive, ratio)
                 if mode == "physical":
                     attended, alive = gather_tokens(attended, keep)
                 else:
                     alive = keep
             hidden = layer.output(layer.intermediate(attended), attended)
+            if token_weight is not None:
+                hidden = hidden * token_weight[:, :, None]
             counts.append(alive.sum(dim=1))
         logits = self.classifier(self.dropout(self.bert.pooler(hidden)))
-        return TokenPruningOutput(loss=self._loss(logits, labels), logits=logits, token_counts=torch.stack(counts, 1))
+        return TokenPruningOutput(
+            loss=self._loss(logits, labels),
+            logits=logits,
+            token_counts=torch.stack(counts, 1),
+            token_scores=tuple(scores) if return_scores else None,
+        )
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
         if labels is None:
@@ -131,6 +155,25 @@ def received_attention(probs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor
     rows = alive[:, None, :, None].to(probs.dtype)
     live_rows = alive.sum(dim=1).clamp(min=1).to(probs.dtype) * probs.shape[1]
     return (probs * rows).sum(dim=(1, 2)) / live_rows[:, None]
+
+
+def sampled_token_weights(
+    scores: torch.Tensor, alive: torch.Tensor, bin_masks: torch.Tensor, gate: torch.Tensor
+) -> torch.Tensor:
+    """Training-time keep weight of every token: its rank bin's mask, switched by the layer gate.
+
+    A live non-[CLS] token of rank r among n gets bin floor(r / n * bins); [CLS] gets 1, dead tokens 0.
+    """
+    bins = bin_masks.shape[0]
+    candidates = alive.clone()
+    candidates[:, 0] = False
+    live = candidates.sum(dim=1, keepdim=True).clamp(min=1)
+    rank = scores.masked_fill(~candidates, float("-inf")).argsort(dim=1, descending=True, stable=True).argsort(dim=1)
+    token_bin = (rank * bins // live).clamp(max=bins - 1)
+    weight = 1.0 - (1.0 - bin_masks[token_bin]) * gate
+    weight = weight * candidates
+    weight[:, 0] = alive[:, 0].to(weight.dtype)
+    return weight
 
 
 def select_tokens(scores: torch.Tensor, alive: torch.Tensor, keep_ratio: float) -> torch.Tensor:
