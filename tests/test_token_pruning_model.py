@@ -106,7 +106,7 @@ def test_save_and_reload_keeps_the_schedule(reference, tmp_path):
     [
         ([4], [0.5], "prune layer 4 is outside the model"),
         ([0], [0.5], "prune layer 0 is outside"),
-        ([1], [0.0], r"keep ratio 0.0 must be in \(0, 1\]"),
+        ([1], [-0.1], r"keep ratio -0.1 must be in \[0, 1\]"),
         ([1], [1.5], "keep ratio 1.5"),
         ([1, 2], [0.5], "2 prune layers but 1 keep ratios"),
     ],

@@ -75,10 +75,35 @@ class TeacherParams:
 
 
 @dataclass(frozen=True)
+class PruneParams:
+    """ToP: coarse-to-fine L0 token pruning with ranking distillation (see ToP.md for the authors' values)."""
+
+    target_macs: float = _check(0, 1, exclusive_minimum=True)
+    prune_layers: list[int]
+    bins: int = _check(1)
+    top_k: int = _check(1)
+    distill_layers: list[int]
+    rank_loss_weight: float = _check(0)
+    distill_temperature: float = _check(0, exclusive_minimum=True)
+    epochs: float = _check(0, exclusive_minimum=True)
+    warmup_ratio: float = _check(0, 1)
+    learning_rate: float = _check(0, 1, exclusive_minimum=True)
+    mask_learning_rate: float = _check(0, exclusive_minimum=True)
+    batch_size: int = _check(1)
+    eval_batch_size: int = _check(1)
+    eval_steps: int = _check(1)
+    macs_tolerance: float = _check(0, 1)
+    seed: int = _check(0)
+    device: str = _check(choices=("auto", "cpu", "cuda"))
+    threads: int | None = _check(1)
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams
     model: ModelParams
     teacher: TeacherParams
+    prune: PruneParams
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -42,8 +42,8 @@ def configure_pruning(config: BertConfig, prune_layers: list[int], keep_ratios: 
     if len(set(prune_layers)) != len(prune_layers):
         raise ParamsError(f"prune layers must be distinct, got {prune_layers}")
     for ratio in keep_ratios:
-        if not 0.0 < ratio <= 1.0:
-            raise ParamsError(f"keep ratio {ratio} must be in (0, 1]")
+        if not 0.0 <= ratio <= 1.0:  # 0 keeps [CLS] alone, which learned masks may choose
+            raise ParamsError(f"keep ratio {ratio} must be in [0, 1]")
     config.prune_layers = list(prune_layers)
     config.keep_ratios = [float(ratio) for ratio in keep_ratios]
     return config
@@ -69,6 +69,11 @@ class TokenPruningBertForSequenceClassification(BertPreTrainedModel):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
+
+    def set_keep_ratios(self, keep_ratios: list[float]) -> TokenPruningBertForSequenceClassification:
+        """Install deployment keep ratios (one per prune layer) in the config, which save_pretrained keeps."""
+        configure_pruning(self.config, self.config.prune_layers, keep_ratios)
+        return self
 
     def keep_ratio_before(self, layer: int) -> float | None:
         """The keep ratio applied to the tokens entering ``layer``, or None when it prunes nothing."""

@@ -1,0 +1,244 @@
+"""ToP training: ranking distillation plus coarse-to-fine L0 masks under a Lagrangian MACs constraint.
+
+One step: sample the masks, run the student in ``train`` mode and the frozen teacher; the loss is the logit
+distillation (KL at temperature T, scaled by T^2; MSE for regression), the Lagrangian term on the expected
+MACs ratio, and the ARP2 ranking loss on the distilled layers, whose weight decays with the MACs warm-up (to
+1% of its value, as in the authors' recipe). Model weights, masks and multipliers have their own optimizers;
+the multipliers ascend. Evaluation uses the deterministic keep ratios on the physically pruned model, and a
+checkpoint can become the best one only once its measured MACs ratio meets the target.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+
+from top.data.tasks import TaskSpec
+from top.errors import ParamsError
+from top.metrics import compute_metrics, predictions_from_logits
+from top.params import PruneParams
+from top.pruning.l0 import LagrangianConstraint, PruningMasks, expected_macs_ratio, warmed_up_target
+from top.pruning.macs import EncoderDims, dense_encoder_macs, encoder_macs
+from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning
+from top.pruning.ranking_loss import ranking_distillation_loss
+
+log = logging.getLogger(__name__)
+
+RANK_WEIGHT_FLOOR = 0.01
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    macs_ratio: float  # pruned / dense encoder MACs, each example at its real length, averaged
+    macs_ratio_padded: float  # pruned encoder MACs / dense MACs at the padded max length, averaged
+    keep_ratios: list[float] = field(default_factory=list)
+
+
+def load_models(
+    teacher_dir: str | Path, params: PruneParams
+) -> tuple[TokenPruningBertForSequenceClassification, TokenPruningBertForSequenceClassification]:
+    """The frozen dense teacher and a student initialised from it, with the prune layers of ``params``."""
+    teacher = TokenPruningBertForSequenceClassification.from_pretrained(str(teacher_dir)).eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    config = teacher.config.__class__.from_dict(teacher.config.to_dict())
+    configure_pruning(config, params.prune_layers, [1.0] * len(params.prune_layers))
+    layers = config.num_hidden_layers
+    for layer in params.distill_layers:
+        if not 0 <= layer < layers:
+            raise ParamsError(f"prune.distill_layers: layer {layer} is outside the model (0..{layers - 1})")
+    student = TokenPruningBertForSequenceClassification.from_pretrained(str(teacher_dir), config=config)
+    return teacher, student
+
+
+def train_token_pruning(
+    teacher: TokenPruningBertForSequenceClassification,
+    student: TokenPruningBertForSequenceClassification,
+    spec: TaskSpec,
+    splits: datasets.DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+    params: PruneParams,
+    max_length: int,
+) -> tuple[TokenPruningBertForSequenceClassification, Evaluation, dict[str, Any]]:
+    """Train ``student``; return the best model (keep ratios set in its config), its evaluation and a log."""
+    torch.manual_seed(params.seed)
+    if params.threads is not None:
+        torch.set_num_threads(params.threads)
+    dims = EncoderDims.from_config(student.config)
+    masks = PruningMasks(len(params.prune_layers), params.bins)
+    constraint = LagrangianConstraint()
+    # Embeddings stay frozen, as in the authors' recipe.
+    weights = [p for name, p in student.named_parameters() if "embeddings" not in name]
+    for name, parameter in student.named_parameters():
+        parameter.requires_grad_("embeddings" not in name)
+    model_optimizer = torch.optim.AdamW(weights, lr=params.learning_rate, weight_decay=0.0)
+    mask_optimizer = torch.optim.AdamW(masks.parameters(), lr=params.mask_learning_rate, weight_decay=0.0)
+    lambda_optimizer = torch.optim.AdamW(constraint.parameters(), lr=params.mask_learning_rate, weight_decay=0.0)
+
+    loader = _loader(splits["train"], tokenizer, params.batch_size, shuffle=True, seed=params.seed)
+    total_steps = max(1, math.ceil(len(loader) * params.epochs))
+    warmup_steps = int(total_steps * params.warmup_ratio)
+    schedule = torch.optim.lr_scheduler.LambdaLR(model_optimizer, lambda step: 1.0 - step / total_steps)
+
+    best: tuple[float, dict[str, torch.Tensor], Evaluation] | None = None
+    history: list[dict[str, float]] = []
+    step = 0
+    started = time.perf_counter()
+    progress = tqdm(total=total_steps, desc="ToP training")
+    while step < total_steps:
+        for batch in loader:
+            if step >= total_steps:
+                break
+            student.train()
+            target = warmed_up_target(params.target_macs, step, warmup_steps)
+            losses = _step_losses(
+                teacher, student, masks, constraint, batch, spec, params, dims, target, step, warmup_steps
+            )
+            for optimizer in (model_optimizer, mask_optimizer, lambda_optimizer):
+                optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            constraint.ascend_()
+            torch.nn.utils.clip_grad_norm_(weights, 1.0)
+            for optimizer in (model_optimizer, mask_optimizer, lambda_optimizer):
+                optimizer.step()
+            schedule.step()
+            masks.clamp_()
+            step += 1
+            progress.update(1)
+            if step % params.eval_steps == 0 or step == total_steps:
+                evaluation = evaluate(
+                    student.set_keep_ratios(masks.deterministic_keep_ratios()),
+                    spec,
+                    splits["eval"],
+                    tokenizer,
+                    params.eval_batch_size,
+                    max_length,
+                )
+                record = {
+                    "step": step,
+                    "target": target,
+                    **{k: float(v.detach()) for k, v in losses.items()},
+                    "macs_ratio": evaluation.macs_ratio,
+                    **evaluation.metrics,
+                }
+                history.append(record)
+                log.info("step %d: %s", step, record)
+                score = evaluation.metrics[spec.primary_metric]
+                if evaluation.macs_ratio <= params.target_macs + params.macs_tolerance and (
+                    best is None or score > best[0]
+                ):
+                    best = (score, {k: v.detach().clone() for k, v in student.state_dict().items()}, evaluation)
+    progress.close()
+    if best is None:
+        raise ParamsError(
+            f"ToP never reached the MACs target {params.target_macs} (last measured ratio "
+            f"{history[-1]['macs_ratio']:.3f}); train longer, raise prune.mask_learning_rate or prune.warmup_ratio"
+        )
+    _, state, evaluation = best
+    student.load_state_dict(state)
+    final = student.set_keep_ratios(evaluation.keep_ratios)
+    return final, evaluation, {"history": history, "train_seconds": time.perf_counter() - started, "steps": step}
+
+
+def _step_losses(
+    teacher: TokenPruningBertForSequenceClassification,
+    student: TokenPruningBertForSequenceClassification,
+    masks: PruningMasks,
+    constraint: LagrangianConstraint,
+    batch: dict[str, torch.Tensor],
+    spec: TaskSpec,
+    params: PruneParams,
+    dims: EncoderDims,
+    target: float,
+    step: int,
+    warmup_steps: int,
+) -> dict[str, torch.Tensor]:
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    with torch.no_grad():
+        teacher_out = teacher(**inputs, mode="masked", return_scores=True)
+    student_out = student(**inputs, mode="train", masks=masks.sample(), return_scores=True)
+    distill = _logit_distillation(student_out.logits, teacher_out.logits, batch["labels"], spec, params)
+    valid = inputs["attention_mask"].bool().clone()
+    valid[:, 0] = False  # [CLS] is never ranked
+    teacher_scores = teacher_out.token_scores[-1]
+    rank = sum(
+        ranking_distillation_loss(student_out.token_scores[layer], teacher_scores, valid, params.top_k)
+        for layer in params.distill_layers
+    )
+    progress = 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
+    rank_weight = params.rank_loss_weight * max(RANK_WEIGHT_FLOOR, 1.0 - progress)
+    lengths = inputs["attention_mask"].sum(dim=1)
+    macs_ratio = expected_macs_ratio(dims, lengths, list(params.prune_layers), masks.expected_keep_ratios())
+    lagrangian = constraint(macs_ratio, target)
+    total = distill + lagrangian + rank_weight * rank
+    return {"total": total, "distill": distill, "rank": rank, "lagrangian": lagrangian, "expected_macs": macs_ratio}
+
+
+def _logit_distillation(
+    student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, spec: TaskSpec, params: PruneParams
+) -> torch.Tensor:
+    if spec.is_regression:  # STS-B: the label itself, as the authors do
+        return F.mse_loss(student.squeeze(-1), labels.float())
+    temperature = params.distill_temperature
+    return (
+        F.kl_div(
+            F.log_softmax(student / temperature, dim=-1),
+            F.softmax(teacher / temperature, dim=-1),
+            reduction="batchmean",
+        )
+        * temperature**2
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: TokenPruningBertForSequenceClassification,
+    spec: TaskSpec,
+    split: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+    max_length: int,
+) -> Evaluation:
+    """Dev metric and MACs ratios of the physically pruned model (dynamic padding, real lengths)."""
+    model.eval()
+    dims = EncoderDims.from_config(model.config)
+    logits, labels, ratios, padded = [], [], [], []
+    for batch in _loader(split, tokenizer, batch_size, shuffle=False, seed=0):
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        output = model(**inputs, mode="physical")
+        logits.append(output.logits.float().numpy())
+        labels.append(batch["labels"].numpy())
+        for counts in output.token_counts.tolist():
+            pruned = encoder_macs(dims, counts)
+            ratios.append(pruned / dense_encoder_macs(dims, counts[0]))
+            padded.append(pruned / dense_encoder_macs(dims, max_length))
+    predictions = predictions_from_logits(spec, np.concatenate(logits))
+    return Evaluation(
+        metrics=compute_metrics(spec, predictions, np.concatenate(labels)),
+        macs_ratio=float(np.mean(ratios)),
+        macs_ratio_padded=float(np.mean(padded)),
+        keep_ratios=list(model.config.keep_ratios),
+    )
+
+
+def _loader(
+    split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int, shuffle: bool, seed: int
+) -> torch.utils.data.DataLoader:
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "label") if c in split.column_names]
+    collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        split.select_columns(columns), batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=generator
+    )
