@@ -8,6 +8,7 @@ from top.backbone import load_tokenizer
 from top.data.prepare import load_prepared, prepare_task
 from top.errors import ParamsError
 from top.params import parse_params
+from top.pruning import train as train_module
 from top.pruning.model import TokenPruningBertForSequenceClassification
 from top.pruning.train import evaluate, load_models, train_token_pruning
 
@@ -67,3 +68,36 @@ def test_distill_layer_outside_the_model(toy_setup):
     bad = params.prune.__class__(**{**params.prune.__dict__, "distill_layers": [7]})
     with pytest.raises(ParamsError, match="distill_layers: layer 7 is outside the model"):
         load_models(tmp_path / "teacher", bad)
+
+
+def test_interrupted_training_resumes_to_the_same_result(toy_setup, monkeypatch):
+    params, spec, splits, tokenizer, tmp_path = toy_setup
+    checkpoint = tmp_path / "ckpt" / "top.pt"
+    teacher, student = load_models(tmp_path / "teacher", params.prune)
+    reference, reference_eval, _ = train_token_pruning(teacher, student, spec, splits, tokenizer, params.prune, 24)
+
+    real_step = train_module._step_losses
+    calls = {"n": 0}
+
+    def dies_at_step_70(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 70:
+            raise KeyboardInterrupt("simulated kill")
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_step_losses", dies_at_step_70)
+    teacher, student = load_models(tmp_path / "teacher", params.prune)
+    with pytest.raises(KeyboardInterrupt):
+        train_token_pruning(teacher, student, spec, splits, tokenizer, params.prune, 24, checkpoint_file=checkpoint)
+    assert checkpoint.is_file()
+    monkeypatch.setattr(train_module, "_step_losses", real_step)
+
+    teacher, student = load_models(tmp_path / "teacher", params.prune)
+    resumed, resumed_eval, run = train_token_pruning(
+        teacher, student, spec, splits, tokenizer, params.prune, 24, checkpoint_file=checkpoint
+    )
+    assert [record["step"] for record in run["history"]] == [20, 40, 60, 80, 100, 120]
+    assert resumed_eval.metrics == reference_eval.metrics
+    assert resumed.config.keep_ratios == reference.config.keep_ratios
+    state, expected = resumed.state_dict(), reference.state_dict()
+    assert all(torch.allclose(state[name], expected[name], atol=1e-6) for name in expected)

@@ -71,8 +71,14 @@ def train_token_pruning(
     tokenizer: PreTrainedTokenizerBase,
     params: PruneParams,
     max_length: int,
+    checkpoint_file: str | Path | None = None,
 ) -> tuple[TokenPruningBertForSequenceClassification, Evaluation, dict[str, Any]]:
-    """Train ``student``; return the best model (keep ratios set in its config), its evaluation and a log."""
+    """Train ``student``; return the best model (keep ratios set in its config), its evaluation and a log.
+
+    With ``checkpoint_file``, the whole training state (weights, masks, multipliers, optimizers, RNG, best
+    model so far) is written there at every evaluation, and a rerun resumes from it: data order and mask
+    samples are seeded per epoch and restored, so a resumed run ends where an uninterrupted one would.
+    """
     torch.manual_seed(params.seed)
     if params.threads is not None:
         torch.set_num_threads(params.threads)
@@ -80,25 +86,34 @@ def train_token_pruning(
     masks = PruningMasks(len(params.prune_layers), params.bins)
     constraint = LagrangianConstraint()
     # Embeddings stay frozen, as in the authors' recipe.
-    weights = [p for name, p in student.named_parameters() if "embeddings" not in name]
     for name, parameter in student.named_parameters():
         parameter.requires_grad_("embeddings" not in name)
-    model_optimizer = torch.optim.AdamW(weights, lr=params.learning_rate, weight_decay=0.0)
-    mask_optimizer = torch.optim.AdamW(masks.parameters(), lr=params.mask_learning_rate, weight_decay=0.0)
-    lambda_optimizer = torch.optim.AdamW(constraint.parameters(), lr=params.mask_learning_rate, weight_decay=0.0)
-
-    loader = _loader(splits["train"], tokenizer, params.batch_size, shuffle=True, seed=params.seed)
-    total_steps = max(1, math.ceil(len(loader) * params.epochs))
+    weights = [parameter for parameter in student.parameters() if parameter.requires_grad]
+    optimizers = (
+        torch.optim.AdamW(weights, lr=params.learning_rate, weight_decay=0.0),
+        torch.optim.AdamW(masks.parameters(), lr=params.mask_learning_rate, weight_decay=0.0),
+        torch.optim.AdamW(constraint.parameters(), lr=params.mask_learning_rate, weight_decay=0.0),
+    )
+    batches_per_epoch = len(_loader(splits["train"], tokenizer, params.batch_size, shuffle=False, seed=0))
+    total_steps = max(1, math.ceil(batches_per_epoch * params.epochs))
     warmup_steps = int(total_steps * params.warmup_ratio)
-    schedule = torch.optim.lr_scheduler.LambdaLR(model_optimizer, lambda step: 1.0 - step / total_steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizers[0], lambda step: 1.0 - step / total_steps)
+    modules = {"student": student, "masks": masks, "constraint": constraint, "schedule": schedule}
+    modules |= {f"optimizer{i}": optimizer for i, optimizer in enumerate(optimizers)}
 
-    best: tuple[float, dict[str, torch.Tensor], Evaluation] | None = None
-    history: list[dict[str, float]] = []
-    step = 0
+    state = {"step": 0, "best": None, "history": []}
+    if checkpoint_file is not None and Path(checkpoint_file).is_file():
+        state = _restore(Path(checkpoint_file), modules)
+        log.info("resuming ToP training from step %d", state["step"])
     started = time.perf_counter()
-    progress = tqdm(total=total_steps, desc="ToP training")
-    while step < total_steps:
-        for batch in loader:
+    progress = tqdm(total=total_steps, initial=state["step"], desc="ToP training")
+    while state["step"] < total_steps:
+        epoch, skip = divmod(state["step"], batches_per_epoch)
+        loader = _loader(splits["train"], tokenizer, params.batch_size, shuffle=True, seed=params.seed + epoch)
+        for position, batch in enumerate(loader):
+            if position < skip:
+                continue
+            step = state["step"]
             if step >= total_steps:
                 break
             student.train()
@@ -106,50 +121,86 @@ def train_token_pruning(
             losses = _step_losses(
                 teacher, student, masks, constraint, batch, spec, params, dims, target, step, warmup_steps
             )
-            for optimizer in (model_optimizer, mask_optimizer, lambda_optimizer):
+            for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             constraint.ascend_()
             torch.nn.utils.clip_grad_norm_(weights, 1.0)
-            for optimizer in (model_optimizer, mask_optimizer, lambda_optimizer):
+            for optimizer in optimizers:
                 optimizer.step()
             schedule.step()
             masks.clamp_()
-            step += 1
+            state["step"] = step = step + 1
             progress.update(1)
             if step % params.eval_steps == 0 or step == total_steps:
-                evaluation = evaluate(
-                    student.set_keep_ratios(masks.deterministic_keep_ratios()),
-                    spec,
-                    splits["eval"],
-                    tokenizer,
-                    params.eval_batch_size,
-                    max_length,
+                _evaluate_and_keep_best(
+                    state, student, masks, spec, splits, tokenizer, params, max_length, target, losses
                 )
-                record = {
-                    "step": step,
-                    "target": target,
-                    **{k: float(v.detach()) for k, v in losses.items()},
-                    "macs_ratio": evaluation.macs_ratio,
-                    **evaluation.metrics,
-                }
-                history.append(record)
-                log.info("step %d: %s", step, record)
-                score = evaluation.metrics[spec.primary_metric]
-                if evaluation.macs_ratio <= params.target_macs + params.macs_tolerance and (
-                    best is None or score > best[0]
-                ):
-                    best = (score, {k: v.detach().clone() for k, v in student.state_dict().items()}, evaluation)
+                if checkpoint_file is not None:
+                    _save(Path(checkpoint_file), modules, state)
     progress.close()
-    if best is None:
+    if state["best"] is None:
         raise ParamsError(
             f"ToP never reached the MACs target {params.target_macs} (last measured ratio "
-            f"{history[-1]['macs_ratio']:.3f}); train longer, raise prune.mask_learning_rate or prune.warmup_ratio"
+            f"{state['history'][-1]['macs_ratio']:.3f}); train longer or raise prune.mask_learning_rate"
         )
-    _, state, evaluation = best
-    student.load_state_dict(state)
+    _, best_weights, evaluation = state["best"]
+    student.load_state_dict(best_weights)
     final = student.set_keep_ratios(evaluation.keep_ratios)
-    return final, evaluation, {"history": history, "train_seconds": time.perf_counter() - started, "steps": step}
+    return (
+        final,
+        evaluation,
+        {"history": state["history"], "train_seconds": time.perf_counter() - started, "steps": state["step"]},
+    )
+
+
+def _evaluate_and_keep_best(
+    state: dict[str, Any],
+    student: TokenPruningBertForSequenceClassification,
+    masks: PruningMasks,
+    spec: TaskSpec,
+    splits: datasets.DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+    params: PruneParams,
+    max_length: int,
+    target: float,
+    losses: dict[str, torch.Tensor],
+) -> None:
+    """Evaluate the deterministic masks; a model may become the best one only once it meets the target."""
+    student.set_keep_ratios(masks.deterministic_keep_ratios())
+    evaluation = evaluate(student, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length)
+    record = {
+        "step": state["step"],
+        "target": target,
+        **{name: float(value.detach()) for name, value in losses.items()},
+        "macs_ratio": evaluation.macs_ratio,
+        **evaluation.metrics,
+    }
+    state["history"].append(record)
+    log.info("step %d: %s", state["step"], record)
+    score = evaluation.metrics[spec.primary_metric]
+    meets_target = evaluation.macs_ratio <= params.target_macs + params.macs_tolerance
+    if meets_target and (state["best"] is None or score > state["best"][0]):
+        weights = {name: value.detach().clone() for name, value in student.state_dict().items()}
+        state["best"] = (score, weights, evaluation)
+
+
+def _save(path: Path, modules: dict[str, Any], state: dict[str, Any]) -> None:
+    """Write the checkpoint to a temporary sibling and rename it: a kill never leaves half a checkpoint."""
+    payload = {name: module.state_dict() for name, module in modules.items()}
+    payload |= {"state": state, "rng": torch.get_rng_state()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(payload, temporary)
+    temporary.replace(path)
+
+
+def _restore(path: Path, modules: dict[str, Any]) -> dict[str, Any]:
+    payload = torch.load(path, weights_only=False)
+    for name, module in modules.items():
+        module.load_state_dict(payload[name])
+    torch.set_rng_state(payload["rng"])
+    return payload["state"]
 
 
 def _step_losses(
