@@ -29,6 +29,20 @@ def shared_data_dir() -> Path:
     return path
 
 
+def tiny_bert_config(**overrides: Any) -> BertConfig:
+    """A 4-layer, 48-hidden BERT config for unit tests (eager attention, which the FLOP counter sees)."""
+    settings = {
+        "vocab_size": 120,
+        "hidden_size": 48,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "intermediate_size": 96,
+        "num_labels": 3,
+        "attn_implementation": "eager",
+    }
+    return BertConfig(**(settings | overrides))
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-hidden BERT with random weights and the real uncased WordPiece tokenizer."""

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertForSequenceClassification
 
 from top.pruning import hard_concrete
 from top.pruning.l0 import (
@@ -17,6 +17,8 @@ from top.pruning.l0 import (
 )
 from top.pruning.macs import EncoderDims
 from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning
+
+from .conftest import tiny_bert_config
 
 
 def test_initial_masks_keep_almost_everything():
@@ -52,15 +54,7 @@ def test_layer_lengths_keep_cls_and_compound_ratios():
 
 
 def test_expected_ratio_matches_the_measured_physical_model():
-    config = BertConfig(
-        vocab_size=50,
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=2,
-        attn_implementation="eager",  # the FLOP counter sees the eager attention products
-    )
+    config = tiny_bert_config(num_labels=2)
     dense = BertForSequenceClassification(config).eval()
     pruned = TokenPruningBertForSequenceClassification(configure_pruning(config, [1, 3], [0.5, 0.5])).eval()
     pruned.load_state_dict(dense.state_dict())

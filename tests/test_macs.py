@@ -3,22 +3,16 @@
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertForSequenceClassification
 
 from top.pruning.macs import EncoderDims, attention_macs, classifier_head_macs, dense_encoder_macs, encoder_macs
+
+from .conftest import tiny_bert_config
 
 
 @pytest.fixture(scope="module")
 def tiny_config():
-    return BertConfig(
-        vocab_size=100,
-        hidden_size=48,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        intermediate_size=80,
-        num_labels=3,
-        attn_implementation="eager",
-    )
+    return tiny_bert_config(num_hidden_layers=3, intermediate_size=80)
 
 
 def measured_macs(model, batch: int, tokens: int) -> float:

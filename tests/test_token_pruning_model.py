@@ -9,18 +9,12 @@ from top.errors import ParamsError
 from top.pruning.macs import EncoderDims, classifier_head_macs, encoder_macs
 from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning, select_tokens
 
+from .conftest import tiny_bert_config
 
-def tiny_config(**extra) -> BertConfig:
-    return BertConfig(
-        vocab_size=120,
-        hidden_size=48,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=96,
-        num_labels=3,
-        initializer_range=0.2,  # large enough weights that pruning visibly moves the logits
-        **extra,
-    )
+
+def tiny_config() -> BertConfig:
+    # Large enough weights that pruning visibly moves the logits.
+    return tiny_bert_config(initializer_range=0.2)
 
 
 @pytest.fixture(scope="module")
