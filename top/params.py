@@ -81,6 +81,7 @@ class PruneParams:
     target_macs: float = _check(0, 1, exclusive_minimum=True)
     prune_layers: list[int]
     bins: int = _check(1)
+    gates: str = _check(choices=("learned", "forced_on"))
     top_k: int = _check(1)
     distill_layers: list[int]
     rank_loss_weight: float = _check(0)

@@ -7,8 +7,6 @@ run (so a rerun after a kill resumes the *same* run and never a stale one), and 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 import time
@@ -34,26 +32,13 @@ from top.atomic import atomic_directory
 from top.backbone import load_bert_config, load_tokenizer, resolve_backbone
 from top.data.prepare import load_prepared
 from top.data.tasks import TaskSpec
+from top.device import resolve_device
 from top.errors import ParamsError
+from top.fingerprint import fingerprint
 from top.metrics import compute_metrics, predictions_from_logits
 from top.params import TeacherParams
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(requested: str) -> str:
-    """'auto' picks CUDA when present; asking for CUDA without one is an error, not a silent CPU run."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ParamsError("teacher.device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
-
-
-def run_key(backbone: str, params: TeacherParams, prepared_meta: dict[str, Any]) -> str:
-    """A fingerprint of everything that decides the training run; names its checkpoint directory."""
-    payload = json.dumps({"backbone": backbone, "teacher": asdict(params), "data": prepared_meta}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
@@ -91,7 +76,7 @@ def finetune_teacher(
             f"the data in {prepared_dir} was tokenized for {meta['backbone']!r} but model.backbone is "
             f"{backbone!r}; rerun the prepare stage"
         )
-    device = resolve_device(params.device)
+    device = resolve_device(params.device, "teacher.device")
     if params.threads is not None:
         torch.set_num_threads(params.threads)
     load_bert_config(backbone)  # fails early, with a clear message, on anything that is not a BERT
@@ -99,7 +84,8 @@ def finetune_teacher(
     set_seed(params.seed)  # before from_pretrained: the new classifier head's init must be repeatable
     model = _new_classifier(spec, backbone)
 
-    checkpoint_dir = Path(checkpoint_root) / f"teacher-{run_key(backbone, params, meta)}"
+    run = fingerprint({"backbone": backbone, "teacher": asdict(params), "data": meta})
+    checkpoint_dir = Path(checkpoint_root) / f"teacher-{run}"
     last_checkpoint = last_complete_checkpoint(checkpoint_dir)
     if last_checkpoint:
         log.info("resuming from %s", last_checkpoint)

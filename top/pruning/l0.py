@@ -21,14 +21,21 @@ INIT_STD = 0.01
 
 
 class PruningMasks(nn.Module):
-    """The learnable masks of ``prune_layers`` prune layers with ``bins`` rank bins each."""
+    """The learnable masks of ``prune_layers`` prune layers with ``bins`` rank bins each.
 
-    def __init__(self, prune_layers: int, bins: int) -> None:
+    ``gates_forced_on`` is the ablation without the coarse level: every layer prunes, only bins are learned.
+    """
+
+    def __init__(self, prune_layers: int, bins: int, gates_forced_on: bool = False) -> None:
         super().__init__()
         if prune_layers < 1 or bins < 1:
             raise ValueError("need at least one prune layer and one bin")
+        self.gates_forced_on = gates_forced_on
         self.bin_log_alpha = nn.Parameter(torch.normal(BIN_INIT_MEAN, INIT_STD, (prune_layers, bins)))
-        self.gate_log_alpha = nn.Parameter(torch.normal(GATE_INIT_MEAN, INIT_STD, (prune_layers,)))
+        gate_init = hard_concrete.LOG_ALPHA_MAX if gates_forced_on else GATE_INIT_MEAN
+        self.gate_log_alpha = nn.Parameter(
+            torch.normal(gate_init, INIT_STD, (prune_layers,)), requires_grad=not gates_forced_on
+        )
         self.clamp_()
 
     def clamp_(self) -> None:
@@ -38,6 +45,8 @@ class PruningMasks(nn.Module):
     def sample(self, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Training draw: continuous bin masks [P, bins] and straight-through binary gates [P]."""
         bins = hard_concrete.sample(self.bin_log_alpha, generator)
+        if self.gates_forced_on:
+            return bins, torch.ones_like(self.gate_log_alpha)
         gates = hard_concrete.sample(self.gate_log_alpha, generator)
         binary = (gates > 0).to(gates.dtype)
         return bins, gates + (binary - gates).detach()
@@ -45,13 +54,15 @@ class PruningMasks(nn.Module):
     def expected_keep_ratios(self) -> torch.Tensor:
         """q per prune layer, differentiable in every log_alpha."""
         bin_open = hard_concrete.prob_nonzero(self.bin_log_alpha).mean(dim=1)
+        if self.gates_forced_on:
+            return bin_open
         return 1.0 - (1.0 - bin_open) * hard_concrete.prob_nonzero(self.gate_log_alpha)
 
     def deterministic_keep_ratios(self) -> list[float]:
         """Deployment keep ratio per prune layer: kept bins / bins when the gate is on, else 1."""
         ratios = []
         for bin_alpha, gate_alpha in zip(self.bin_log_alpha, self.gate_log_alpha, strict=True):
-            gate_on = bool(hard_concrete.deterministic_gate(gate_alpha))
+            gate_on = self.gates_forced_on or bool(hard_concrete.deterministic_gate(gate_alpha))
             kept_bins = float(hard_concrete.deterministic_bins(bin_alpha).sum())
             ratios.append(kept_bins / bin_alpha.numel() if gate_on else 1.0)
         return ratios

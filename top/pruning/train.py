@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from top.data.tasks import TaskSpec
+from top.device import resolve_device
 from top.errors import ParamsError
 from top.metrics import compute_metrics, predictions_from_logits
 from top.params import PruneParams
@@ -82,9 +83,12 @@ def train_token_pruning(
     torch.manual_seed(params.seed)
     if params.threads is not None:
         torch.set_num_threads(params.threads)
+    device = torch.device(resolve_device(params.device, "prune.device"))
     dims = EncoderDims.from_config(student.config)
-    masks = PruningMasks(len(params.prune_layers), params.bins)
+    masks = PruningMasks(len(params.prune_layers), params.bins, gates_forced_on=params.gates == "forced_on")
     constraint = LagrangianConstraint()
+    for module in (teacher, student, masks, constraint):
+        module.to(device)
     # Embeddings stay frozen, as in the authors' recipe.
     for name, parameter in student.named_parameters():
         parameter.requires_grad_("embeddings" not in name)
@@ -118,6 +122,7 @@ def train_token_pruning(
                 break
             student.train()
             target = warmed_up_target(params.target_macs, step, warmup_steps)
+            batch = {name: tensor.to(device) for name, tensor in batch.items()}
             losses = _step_losses(
                 teacher, student, masks, constraint, batch, spec, params, dims, target, step, warmup_steps
             )
@@ -174,11 +179,12 @@ def _evaluate_and_keep_best(
         "target": target,
         **{name: float(value.detach()) for name, value in losses.items()},
         "macs_ratio": evaluation.macs_ratio,
+        "dev_score": evaluation.metrics[spec.primary_metric],  # task-independent column for the plots
         **evaluation.metrics,
     }
     state["history"].append(record)
     log.info("step %d: %s", state["step"], record)
-    score = evaluation.metrics[spec.primary_metric]
+    score = record["dev_score"]
     meets_target = evaluation.macs_ratio <= params.target_macs + params.macs_tolerance
     if meets_target and (state["best"] is None or score > state["best"][0]):
         weights = {name: value.detach().clone() for name, value in student.state_dict().items()}
@@ -196,7 +202,7 @@ def _save(path: Path, modules: dict[str, Any], state: dict[str, Any]) -> None:
 
 
 def _restore(path: Path, modules: dict[str, Any]) -> dict[str, Any]:
-    payload = torch.load(path, weights_only=False)
+    payload = torch.load(path, map_location="cpu", weights_only=False)
     for name, module in modules.items():
         module.load_state_dict(payload[name])
     torch.set_rng_state(payload["rng"])
@@ -266,10 +272,11 @@ def evaluate(
     model.eval()
     dims = EncoderDims.from_config(model.config)
     logits, labels, ratios, padded = [], [], [], []
+    device = next(model.parameters()).device
     for batch in _loader(split, tokenizer, batch_size, shuffle=False, seed=0):
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
         output = model(**inputs, mode="physical")
-        logits.append(output.logits.float().numpy())
+        logits.append(output.logits.float().cpu().numpy())
         labels.append(batch["labels"].numpy())
         for counts in output.token_counts.tolist():
             pruned = encoder_macs(dims, counts)
