@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 from transformers import BertConfig, BertForSequenceClassification
 
 from top.backbone import load_tokenizer
+from top.data.prepare import load_prepared, prepare_task
+from top.params import parse_params
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
@@ -98,3 +101,45 @@ def use_toy_task(params_dict: dict[str, Any], data_root: Path, labels: list[str]
             "labels": labels,
         }
     }
+
+
+@pytest.fixture
+def toy_top(params_dict: dict[str, Any], tiny_bert_dir: Path, tmp_path: Path) -> tuple[Any, ...]:
+    """Params, prepared toy task, tokenizer and a random 3-layer teacher (in tmp_path/teacher) for ToP tests."""
+    tiny_pipeline_params(params_dict, tiny_bert_dir, tmp_path, rows=64)
+    params_dict["prune"].update(epochs=30, learning_rate=1e-4, eval_batch_size=32)
+    params = parse_params(params_dict)
+    prepare_task(params.data, params.model.backbone, tmp_path / "prepared")
+    # A random 3-layer BERT plays the fine-tuned teacher (tiny_bert_dir has 2 layers: too few to prune after 1).
+    config = BertConfig.from_pretrained(tiny_bert_dir, num_hidden_layers=3, num_labels=2)
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "teacher")
+    spec, splits, _ = load_prepared(tmp_path / "prepared")
+    return params, spec, splits, load_tokenizer(str(tiny_bert_dir)), tmp_path
+
+
+def tiny_pipeline_params(
+    params_dict: dict[str, Any], backbone: Path, data_root: Path, rows: int = 48
+) -> dict[str, Any]:
+    """Params for a whole-pipeline run in seconds: a toy task written under ``data_root``, a tiny backbone."""
+    toy_dataset(data_root, rows=rows)
+    use_toy_task(params_dict, data_root, labels=["0", "1"])
+    params_dict["data"]["max_length"] = 24
+    params_dict["model"]["backbone"] = str(backbone)
+    params_dict["teacher"].update(epochs=1, batch_size=16, threads=1, device="cpu")
+    params_dict["prune"].update(
+        target_macs=0.6,
+        prune_layers=[1],
+        bins=4,
+        top_k=4,
+        distill_layers=[0],
+        epochs=40,
+        warmup_ratio=0.3,
+        mask_learning_rate=0.1,
+        batch_size=16,
+        eval_steps=20,
+        macs_tolerance=0.05,
+        device="cpu",
+        threads=1,
+    )
+    return params_dict

@@ -1,10 +1,12 @@
-"""End to end: `dvc repro` of prepare + teacher on a real MRPC subset with the real backbone, in a scratch
-git repository; a second repro does nothing; a teacher param change reruns only the teacher."""
+"""End to end in scratch git repositories: `dvc repro` of prepare + teacher on a real MRPC subset with the real
+backbone (a second repro does nothing; a teacher param change reruns only the teacher), and the whole pipeline
+on a toy task with a tiny random backbone."""
 
 import json
 
 import pytest
 
+from .conftest import tiny_pipeline_params
 from .stage_runner import init_dvc_repo, run, scratch_project, stage_env, write_params
 
 
@@ -16,7 +18,7 @@ def test_dvc_repro_prepare_and_teacher(shared_data_dir, params_dict, tmp_path):
     env = stage_env(tmp_path)
     init_dvc_repo(project, env)
 
-    first = run(["dvc", "repro"], project, env)
+    first = run(["dvc", "repro", "teacher"], project, env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "Running stage 'prepare'" in first.stdout and "Running stage 'teacher'" in first.stdout
     teacher = json.loads((project / "artifacts/metrics/teacher.json").read_text())
@@ -24,19 +26,34 @@ def test_dvc_repro_prepare_and_teacher(shared_data_dir, params_dict, tmp_path):
     prepare = json.loads((project / "artifacts/metrics/prepare.json").read_text())
     assert prepare["rows"] == {"train": 32, "eval": 16}
 
-    second = run(["dvc", "repro"], project, env)
+    second = run(["dvc", "repro", "teacher"], project, env)
     assert second.returncode == 0, second.stderr
     assert "Running stage" not in second.stdout
     assert "didn't change" in second.stdout
 
     params_dict["teacher"]["learning_rate"] = 3.0e-5
     write_params(project, params_dict)
-    third = run(["dvc", "repro"], project, env)
+    third = run(["dvc", "repro", "teacher"], project, env)
     assert third.returncode == 0, third.stderr
     assert "Running stage 'teacher'" in third.stdout
     assert "Running stage 'prepare'" not in third.stdout
 
     shown = run(["dvc", "metrics", "show", "--json"], project, env)
     assert shown.returncode == 0 and "teacher.json" in shown.stdout
-    status = run(["dvc", "status"], project, env)
+    status = run(["dvc", "status", "teacher"], project, env)
     assert "up to date" in status.stdout
+
+
+def test_dvc_repro_whole_pipeline_on_a_tiny_model(params_dict, tiny_bert_dir, tmp_path):
+    project = scratch_project(tmp_path / "project", tiny_pipeline_params(params_dict, tiny_bert_dir, tmp_path / "data"))
+    env = stage_env(tmp_path)
+    init_dvc_repo(project, env)
+    first = run(["dvc", "repro"], project, env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    prune = json.loads((project / "artifacts/metrics/prune.json").read_text())
+    assert prune["macs_ratio_real_lengths"] <= prune["target_macs"] + 0.05
+    baselines = json.loads((project / "artifacts/metrics/baselines.json").read_text())
+    assert baselines["top"] == prune["accuracy"] and baselines["metric"] == "accuracy"
+    assert (project / "artifacts/pruned/config.json").is_file()
+    second = run(["dvc", "repro"], project, env)
+    assert second.returncode == 0 and "Running stage" not in second.stdout, second.stdout

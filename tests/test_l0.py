@@ -98,3 +98,15 @@ def test_warmup_schedule():
     assert warmed_up_target(0.3, step=0, warmup_steps=100) == 1.0
     assert warmed_up_target(0.3, step=50, warmup_steps=100) == pytest.approx(0.65)
     assert warmed_up_target(0.3, step=500, warmup_steps=100) == pytest.approx(0.3)
+
+
+def test_forced_on_gates_always_prune_and_learn_only_bins():
+    masks = PruningMasks(2, 4, gates_forced_on=True)
+    _, gates = masks.sample()
+    assert gates.tolist() == [1.0, 1.0] and not masks.gate_log_alpha.requires_grad
+    with torch.no_grad():
+        masks.bin_log_alpha[0, :2] = hard_concrete.LOG_ALPHA_MIN
+    assert masks.deterministic_keep_ratios() == [0.5, 1.0]
+    expected = masks.expected_keep_ratios()
+    bin_open = hard_concrete.prob_nonzero(masks.bin_log_alpha).mean(dim=1)
+    assert torch.allclose(expected, bin_open)

@@ -82,13 +82,20 @@ def _subsample(splits: datasets.DatasetDict, data: DataParams) -> datasets.Datas
     return datasets.DatasetDict(limited)
 
 
-def _tokenize(
-    splits: datasets.DatasetDict, spec: TaskSpec, tokenizer: Any, max_length: int
-) -> tuple[datasets.DatasetDict, dict[str, np.ndarray]]:
+def tokenize_split(split: datasets.Dataset, spec: TaskSpec, tokenizer: Any, max_length: int) -> datasets.Dataset:
+    """Add input_ids etc. to a split of text rows, truncated to ``max_length`` tokens (longest text first)."""
+
     def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
         pair = (batch["text_a"], batch["text_b"]) if spec.is_pair else (batch["text_a"],)
         return tokenizer(*pair, truncation=True, max_length=max_length)
 
+    # In memory: a split loaded from a stage's output must never get cache files written into that output.
+    return split.map(encode, batched=True, keep_in_memory=True, desc=f"tokenize at max_length={max_length}")
+
+
+def _tokenize(
+    splits: datasets.DatasetDict, spec: TaskSpec, tokenizer: Any, max_length: int
+) -> tuple[datasets.DatasetDict, dict[str, np.ndarray]]:
     def full_length(batch: dict[str, list[Any]]) -> dict[str, Any]:
         pair = (batch["text_a"], batch["text_b"]) if spec.is_pair else (batch["text_a"],)
         return {"untruncated_length": [len(ids) for ids in tokenizer(*pair, verbose=False)["input_ids"]]}
@@ -96,7 +103,7 @@ def _tokenize(
     tokenized = {}
     lengths = {}
     for name, split in splits.items():
-        encoded = split.map(encode, batched=True, desc=f"tokenize {name}")
+        encoded = tokenize_split(split, spec, tokenizer, max_length)
         untruncated = split.map(full_length, batched=True, remove_columns=split.column_names, desc=f"measure {name}")
         lengths[name] = np.asarray(untruncated["untruncated_length"])
         tokenized[name] = encoded

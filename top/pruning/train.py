@@ -54,14 +54,21 @@ def load_models(
     teacher = TokenPruningBertForSequenceClassification.from_pretrained(str(teacher_dir)).eval()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
-    config = teacher.config.__class__.from_dict(teacher.config.to_dict())
-    configure_pruning(config, params.prune_layers, [1.0] * len(params.prune_layers))
-    layers = config.num_hidden_layers
+    layers = teacher.config.num_hidden_layers
     for layer in params.distill_layers:
         if not 0 <= layer < layers:
             raise ParamsError(f"prune.distill_layers: layer {layer} is outside the model (0..{layers - 1})")
-    student = TokenPruningBertForSequenceClassification.from_pretrained(str(teacher_dir), config=config)
+    student = load_with_schedule(teacher_dir, params.prune_layers, [1.0] * len(params.prune_layers))
     return teacher, student
+
+
+def load_with_schedule(
+    model_dir: str | Path, prune_layers: list[int], keep_ratios: list[float]
+) -> TokenPruningBertForSequenceClassification:
+    """A saved BERT classifier loaded with a given prune schedule (validated before any weight is read)."""
+    config = TokenPruningBertForSequenceClassification.config_class.from_pretrained(str(model_dir))
+    configure_pruning(config, prune_layers, keep_ratios)
+    return TokenPruningBertForSequenceClassification.from_pretrained(str(model_dir), config=config)
 
 
 def train_token_pruning(

@@ -1,0 +1,50 @@
+"""Baselines at a given MACs ratio: the linear schedule, the search, and both baselines on a tiny model."""
+
+import math
+
+import pytest
+
+from top.pruning.baselines import (
+    bisect_decreasing,
+    linear_keep_ratios,
+    static_topk_baseline,
+    truncation_baseline,
+)
+from top.pruning.train import evaluate, load_with_schedule
+
+
+def test_linear_schedule_cumulative_share_falls_linearly():
+    assert linear_keep_ratios(4, 0.0) == [1.0, 1.0, 1.0, 1.0]
+    ratios = linear_keep_ratios(4, 0.8)
+    cumulative = [math.prod(ratios[: i + 1]) for i in range(4)]
+    assert cumulative == pytest.approx([0.8, 0.6, 0.4, 0.2])
+    assert linear_keep_ratios(2, 1.0) == [0.5, 0.0]
+
+
+def test_bisection_finds_the_crossing_and_stops_at_the_ends():
+    assert bisect_decreasing(lambda x: 1.0 - x, 0.3, 0.0, 1.0) == pytest.approx(0.7)
+    assert bisect_decreasing(lambda x: 1.0 - x, -5.0, 0.0, 1.0) == pytest.approx(1.0)
+    assert bisect_decreasing(lambda x: 1.0 - x, 5.0, 0.0, 1.0) == pytest.approx(0.0)
+
+
+def test_baselines_at_full_budget_are_the_teacher(toy_top):
+    _params, spec, splits, tokenizer, tmp_path = toy_top
+    dense = evaluate(load_with_schedule(tmp_path / "teacher", [], []), spec, splits["eval"], tokenizer, 32, 24)
+    shared = (spec, splits["eval"], tokenizer, 32, 24)
+    static = static_topk_baseline(tmp_path / "teacher", [1, 2], 1.0, *shared)
+    truncated = truncation_baseline(tmp_path / "teacher", 1.0, *shared)
+    for result in (static, truncated):
+        assert result["macs_ratio_real_lengths"] == pytest.approx(1.0)
+        assert {key: result[key] for key in dense.metrics} == dense.metrics
+    assert truncated["max_length"] >= max(len(ids) for ids in splits["eval"]["input_ids"])
+
+
+def test_baselines_meet_a_reduced_budget(toy_top):
+    _params, spec, splits, tokenizer, tmp_path = toy_top
+    shared = (spec, splits["eval"], tokenizer, 32, 24)
+    static = static_topk_baseline(tmp_path / "teacher", [1, 2], 0.6, *shared)
+    assert static["macs_ratio_real_lengths"] == pytest.approx(0.6, abs=0.05)  # rounding to whole tokens
+    assert static["keep_ratios"]["layer_1"] > static["keep_ratios"]["layer_2"]
+    truncated = truncation_baseline(tmp_path / "teacher", 0.6, *shared)
+    assert truncated["macs_ratio_real_lengths"] == pytest.approx(0.6, abs=0.1)  # whole tokens, short toy texts
+    assert truncated["max_length"] < 24

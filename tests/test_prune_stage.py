@@ -1,0 +1,57 @@
+"""The prune and baselines stages' jobs on a toy task: artifacts, metrics, reload, and clear input errors."""
+
+import json
+
+import pytest
+import torch
+
+from top.atomic import write_json
+from top.errors import DataError, ModelDirError
+from top.pruning.compare import compare_with_baselines
+from top.pruning.model import TokenPruningBertForSequenceClassification
+from top.pruning.run import HISTORY_FILE, prune_teacher
+
+
+def test_prune_then_compare(toy_top):
+    params, _spec, _splits, tokenizer, tmp_path = toy_top
+    metrics = prune_teacher(
+        tmp_path / "prepared", tmp_path / "teacher", params.prune, tmp_path / "pruned", tmp_path / "live", tmp_path
+    )
+    assert metrics["task"] == "toy" and set(metrics["teacher"]) == {"accuracy"}
+    assert metrics["macs_ratio_real_lengths"] <= params.prune.target_macs + params.prune.macs_tolerance
+    assert metrics["macs_ratio_padded_max_length"] < metrics["macs_ratio_real_lengths"]
+    assert metrics["delta_points"] == pytest.approx(100 * (metrics["accuracy"] - metrics["teacher"]["accuracy"]))
+    assert list(metrics["keep_ratios"]) == ["layer_1"] and metrics["resumed_from_checkpoint"] is False
+    assert not list(tmp_path.glob("prune-*.pt")), "the finished run's checkpoint is removed"
+    header = (tmp_path / "live" / HISTORY_FILE).read_text().splitlines()[0].split("\t")
+    assert {"step", "macs_ratio", "target", "dev_score"} <= set(header)
+
+    # A user's two lines: load and call it like a Hugging Face model.
+    model = TokenPruningBertForSequenceClassification.from_pretrained(tmp_path / "pruned")
+    batch = tokenizer(["the cat sat on the mat today", "a dog"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert model(**batch).logits.shape == (2, 2)
+    assert model.config.keep_ratios == [metrics["keep_ratios"]["layer_1"]]
+
+    write_json(tmp_path / "prune.json", metrics)
+    compared = compare_with_baselines(
+        tmp_path / "prepared", tmp_path / "teacher", tmp_path / "prune.json", params.prune
+    )
+    assert compared["top"] == metrics["accuracy"] and compared["teacher"] == metrics["teacher"]["accuracy"]
+    details = compared["details"]
+    assert details["static_topk"]["macs_ratio_real_lengths"] == pytest.approx(
+        compared["macs_ratio_real_lengths"], abs=0.1
+    )
+    assert details["truncation"]["max_length"] <= 24
+    json.dumps(compared)  # the stage writes it as JSON
+
+
+def test_bad_teacher_dir_and_missing_prune_metrics(toy_top, tmp_path):
+    params, *_ = toy_top
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(ModelDirError, match=r"no config\.json"):
+        prune_teacher(
+            tmp_path / "prepared", tmp_path / "not-a-model", params.prune, tmp_path / "o", tmp_path / "l", tmp_path
+        )
+    with pytest.raises(DataError, match="run the prune stage first"):
+        compare_with_baselines(tmp_path / "prepared", tmp_path / "teacher", tmp_path / "missing.json", params.prune)

@@ -1,0 +1,112 @@
+"""The baselines ToP is measured against, at the MACs ratio ToP actually reached.
+
+Both start from the fine-tuned teacher and train nothing:
+- static attention top-k (LTP/SpAtten style): the same attention-received ranking and physical removal as ToP,
+  but with a fixed keep schedule in which the cumulative share of kept tokens falls linearly with depth; its
+  slope is set so that the schedule's MACs match ToP's;
+- truncation: the inputs are tokenized to a shorter max length, chosen so that the dense MACs match ToP's.
+Both MACs ratios are against the dense model on the same examples at their real (untruncated) lengths.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from top.data.prepare import tokenize_split
+from top.data.tasks import TaskSpec
+from top.pruning.l0 import expected_macs_ratio
+from top.pruning.macs import EncoderDims, dense_encoder_macs
+from top.pruning.train import evaluate, load_with_schedule
+
+SEARCH_STEPS = 40
+
+
+def linear_keep_ratios(prune_layers: int, slope: float) -> list[float]:
+    """Per-layer keep ratios whose cumulative share after the i-th of P prune layers is ``1 - slope * i / P``."""
+    cumulative = [1.0 - slope * i / prune_layers for i in range(prune_layers + 1)]
+    return [after / before if before > 0 else 0.0 for before, after in itertools.pairwise(cumulative)]
+
+
+def bisect_decreasing(function: Callable[[float], float], target: float, low: float, high: float) -> float:
+    """The x in [low, high] where a non-increasing ``function`` crosses ``target`` (an end if it never does)."""
+    for _ in range(SEARCH_STEPS):
+        middle = (low + high) / 2
+        if function(middle) > target:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def static_topk_baseline(
+    teacher_dir: str | Path,
+    prune_layers: list[int],
+    target_ratio: float,
+    spec: TaskSpec,
+    split: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+    max_length: int,
+) -> dict[str, Any]:
+    """Teacher + linear static top-k schedule at ``target_ratio`` of the dense MACs, measured on ``split``."""
+    model = load_with_schedule(teacher_dir, prune_layers, [1.0] * len(prune_layers))
+    dims = EncoderDims.from_config(model.config)
+    lengths = torch.tensor([len(ids) for ids in split["input_ids"]], dtype=torch.float64)
+
+    def macs_at(slope: float) -> float:
+        ratios = torch.tensor(linear_keep_ratios(len(prune_layers), slope), dtype=torch.float64)
+        return float(expected_macs_ratio(dims, lengths, prune_layers, ratios))
+
+    slope = bisect_decreasing(macs_at, target_ratio, 0.0, 1.0)
+    model.set_keep_ratios(linear_keep_ratios(len(prune_layers), slope))
+    evaluation = evaluate(model, spec, split, tokenizer, batch_size, max_length)
+    return {
+        **evaluation.metrics,
+        "macs_ratio_real_lengths": round(evaluation.macs_ratio, 4),
+        "macs_ratio_padded_max_length": round(evaluation.macs_ratio_padded, 4),
+        "keep_ratios": {
+            f"layer_{layer}": round(ratio, 4) for layer, ratio in zip(prune_layers, evaluation.keep_ratios, strict=True)
+        },
+    }
+
+
+def truncation_baseline(
+    teacher_dir: str | Path,
+    target_ratio: float,
+    spec: TaskSpec,
+    split: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+    max_length: int,
+) -> dict[str, Any]:
+    """Dense teacher on inputs tokenized to the max length whose MACs come closest to ``target_ratio``."""
+    model = load_with_schedule(teacher_dir, [], [])
+    dims = EncoderDims.from_config(model.config)
+    lengths = np.asarray([len(ids) for ids in split["input_ids"]])
+    dense = np.asarray([dense_encoder_macs(dims, int(n)) for n in lengths])
+
+    def macs_at(cut: int) -> float:
+        truncated = np.asarray([dense_encoder_macs(dims, int(n)) for n in np.minimum(lengths, cut)])
+        return float(np.mean(truncated / dense))
+
+    # [CLS] + at least one token + [SEP] (two [SEP]s and a token each for pairs).
+    shortest = 5 if spec.is_pair else 3
+    cut = min(range(shortest, max_length + 1), key=lambda length: abs(macs_at(length) - target_ratio))
+    truncated = tokenize_split(split, spec, tokenizer, cut)
+    evaluation = evaluate(model, spec, truncated, tokenizer, batch_size, max_length)
+    measured = np.asarray([dense_encoder_macs(dims, len(ids)) for ids in truncated["input_ids"]]) / dense
+    padded = dense_encoder_macs(dims, cut) / dense_encoder_macs(dims, max_length)
+    return {
+        **evaluation.metrics,
+        "max_length": cut,
+        "macs_ratio_real_lengths": round(float(measured.mean()), 4),
+        "macs_ratio_padded_max_length": round(padded, 4),
+    }

@@ -1,0 +1,55 @@
+"""The baselines stage's job: measure each baseline at the MACs ratio the ToP model reached."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from top.backbone import check_bert_dir, load_tokenizer
+from top.data.prepare import load_prepared
+from top.errors import DataError
+from top.params import PruneParams
+from top.pruning.baselines import static_topk_baseline, truncation_baseline
+
+log = logging.getLogger(__name__)
+
+
+def compare_with_baselines(
+    prepared_dir: str | Path, teacher_dir: str | Path, prune_metrics_file: str | Path, params: PruneParams
+) -> dict[str, Any]:
+    """ToP's measured result next to static top-k and truncation tuned to the same real-length MACs ratio."""
+    teacher_dir = Path(teacher_dir)
+    check_bert_dir(teacher_dir)
+    prune_metrics_file = Path(prune_metrics_file)
+    if not prune_metrics_file.is_file():
+        raise DataError(f"{prune_metrics_file} not found: run the prune stage first")
+    top = json.loads(prune_metrics_file.read_text(encoding="utf-8"))
+    spec, splits, meta = load_prepared(prepared_dir)
+    if top.get("task") != spec.name:
+        raise DataError(f"{prune_metrics_file} is for task {top.get('task')!r}, the prepared data for {spec.name!r}")
+    target = top["macs_ratio_real_lengths"]
+    tokenizer = load_tokenizer(str(teacher_dir))
+    shared = (spec, splits["eval"], tokenizer, params.eval_batch_size, meta["max_length"])
+    static = static_topk_baseline(teacher_dir, params.prune_layers, target, *shared)
+    log.info("static top-k at MACs %.3f: %s", target, static)
+    truncation = truncation_baseline(teacher_dir, target, *shared)
+    log.info("truncation at MACs %.3f: %s", target, truncation)
+    primary = spec.primary_metric
+    return {
+        "task": spec.name,
+        "metric": primary,
+        "macs_ratio_real_lengths": target,
+        "teacher": top["teacher"][primary],
+        "top": top[primary],
+        "static_topk": static[primary],
+        "truncation": truncation[primary],
+        "details": {
+            "top": {
+                key: top[key] for key in ("macs_ratio_real_lengths", "macs_ratio_padded_max_length", "keep_ratios")
+            },
+            "static_topk": static,
+            "truncation": truncation,
+        },
+    }
