@@ -142,4 +142,6 @@ def tiny_pipeline_params(
         device="cpu",
         threads=1,
     )
+    params_dict["quantize"].update(calibration_batches=2, calibration_batch_size=8)
+    params_dict["benchmark"].update(threads=1, batch_sizes=[1, 4], examples=8, warmup=1, repetitions=2, compile=False)
     return params_dict

@@ -3,6 +3,7 @@ backbone (a second repro does nothing; a teacher param change reruns only the te
 on a toy task with a tiny random backbone."""
 
 import json
+import sys
 
 import pytest
 
@@ -55,5 +56,27 @@ def test_dvc_repro_whole_pipeline_on_a_tiny_model(params_dict, tiny_bert_dir, tm
     baselines = json.loads((project / "artifacts/metrics/baselines.json").read_text())
     assert baselines["top"] == prune["accuracy"] and baselines["metric"] == "accuracy"
     assert (project / "artifacts/pruned/config.json").is_file()
+    quantize = json.loads((project / "artifacts/metrics/quantize.json").read_text())
+    assert set(quantize) >= {"teacher", "top"} and quantize["top"]["prediction_agreement"] >= 0.9
+    benchmark = json.loads((project / "artifacts/metrics/benchmark.json").read_text())
+    assert set(benchmark["latency"]) == {
+        "dense-fp32-eager",
+        "dense-int8-compiled",
+        "top-fp32-eager",
+        "top-int8-compiled",
+    }
+    assert benchmark["latency"]["top-int8-eager"]["padded"]["batch_4"]["median_ms"] > 0
+    assert (project / "artifacts/metrics/benchmark.png").stat().st_size > 0
     second = run(["dvc", "repro"], project, env)
     assert second.returncode == 0 and "Running stage" not in second.stdout, second.stdout
+
+    quick = run([sys.executable, "-m", "pipeline.benchmark", "--quick"], project, env)
+    assert quick.returncode == 0, quick.stderr[-3000:]
+    benchmark = json.loads((project / "artifacts/metrics/benchmark.json").read_text())
+    assert benchmark["quick"] is True and benchmark["settings"]["batch_sizes"] == [1, 2]
+    assert set(benchmark) == {"task", "metric", "quick", "settings", "machine", "macs_ratio", "latency", "summary"}
+    assert {"cpu", "logical_cores", "isa_flags", "threads", "torch", "neural_compressor"} <= set(benchmark["machine"])
+    row = benchmark["latency"]["top-fp32-eager"]["dynamic"]["batch_2"]
+    assert set(row) == {"median_ms", "p90_ms", "examples_per_second", "speedup_vs_best_dense_fp32"}
+    assert benchmark["latency"]["dense-fp32-eager"]["padded"]["batch_1"]["speedup_vs_best_dense_fp32"] == 1.0
+    assert all("speedup_over_macs_reduction" in entry for entry in benchmark["summary"].values())

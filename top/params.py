@@ -100,11 +100,48 @@ class PruneParams:
 
 
 @dataclass(frozen=True)
+class QuantizeParams:
+    """Static INT8 (Intel Neural Compressor) of the teacher and the ToP model; optional."""
+
+    enabled: bool
+    calibration_batches: int = _check(0)
+    calibration_batch_size: int = _check(1)
+    eval_batch_size: int = _check(1)
+    seed: int = _check(0)
+
+    def __post_init__(self) -> None:
+        if self.enabled and self.calibration_batches == 0:
+            raise ParamsError(
+                "quantize.enabled is true but quantize.calibration_batches is 0: static INT8 needs calibration data"
+            )
+
+
+@dataclass(frozen=True)
+class BenchmarkParams:
+    """CPU latency and throughput of every model the pipeline produced."""
+
+    threads: int = _check(1)
+    batch_sizes: list[int]
+    # Dev examples drawn (seeded) for the timed batches.
+    examples: int = _check(1)
+    warmup: int = _check(0)
+    repetitions: int = _check(1)
+    compile: bool
+    seed: int = _check(0)
+
+    def __post_init__(self) -> None:
+        if any(size < 1 for size in self.batch_sizes):
+            raise ParamsError(f"benchmark.batch_sizes must be positive, got {self.batch_sizes}")
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams
     model: ModelParams
     teacher: TeacherParams
     prune: PruneParams
+    quantize: QuantizeParams
+    benchmark: BenchmarkParams
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -68,7 +68,8 @@ def load_prepared(prepared_dir: str | Path) -> tuple[TaskSpec, datasets.DatasetD
         if fields.get(key) is not None:
             fields[key] = tuple(fields[key])
     spec = TaskSpec(**fields)
-    return spec, datasets.load_from_disk(str(prepared_dir / "splits")), meta
+    # In memory: later stages shuffle, select and re-tokenize, and must never write cache files into this output.
+    return spec, datasets.load_from_disk(str(prepared_dir / "splits"), keep_in_memory=True), meta
 
 
 def _subsample(splits: datasets.DatasetDict, data: DataParams) -> datasets.DatasetDict:
@@ -89,8 +90,7 @@ def tokenize_split(split: datasets.Dataset, spec: TaskSpec, tokenizer: Any, max_
         pair = (batch["text_a"], batch["text_b"]) if spec.is_pair else (batch["text_a"],)
         return tokenizer(*pair, truncation=True, max_length=max_length)
 
-    # In memory: a split loaded from a stage's output must never get cache files written into that output.
-    return split.map(encode, batched=True, keep_in_memory=True, desc=f"tokenize at max_length={max_length}")
+    return split.map(encode, batched=True, desc=f"tokenize at max_length={max_length}")
 
 
 def _tokenize(

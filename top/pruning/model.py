@@ -99,8 +99,8 @@ class TokenPruningBertForSequenceClassification(BertPreTrainedModel):
         keys = alive  # train mode never changes the key mask: zero-weighted tokens still act as keys
         hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
         counts, scores = [alive.sum(dim=1)], []
-        for index, layer in enumerate(self.bert.encoder.layer):
-            attended, probs = self_attention(layer.attention, hidden, keys if mode == "train" else alive)
+        for index in range(self.config.num_hidden_layers):
+            attended, probs = self.attention_block(index, hidden, keys if mode == "train" else alive)
             received = received_attention(probs, alive)
             if return_scores:
                 scores.append(received)
@@ -116,7 +116,7 @@ class TokenPruningBertForSequenceClassification(BertPreTrainedModel):
                     attended, alive = gather_tokens(attended, keep)
                 else:
                     alive = keep
-            hidden = layer.output(layer.intermediate(attended), attended)
+            hidden = self.feed_forward_block(index, attended)
             if token_weight is not None:
                 hidden = hidden * token_weight[:, :, None]
             counts.append(alive.sum(dim=1))
@@ -127,6 +127,19 @@ class TokenPruningBertForSequenceClassification(BertPreTrainedModel):
             token_counts=torch.stack(counts, 1),
             token_scores=tuple(scores) if return_scores else None,
         )
+
+    def attention_block(
+        self, index: int, hidden: torch.Tensor, alive: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``index``'s self-attention (with its output projection and LayerNorm) and the attention probs.
+
+        This and ``feed_forward_block`` are the dense compute between two token selections; a quantized model
+        swaps them for INT8 graphs and keeps everything else, the selection included, as it is.
+        """
+        return self_attention(self.bert.encoder.layer[index].attention, hidden, alive)
+
+    def feed_forward_block(self, index: int, attended: torch.Tensor) -> torch.Tensor:
+        return feed_forward(self.bert.encoder.layer[index], attended)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
         if labels is None:
@@ -153,6 +166,11 @@ def self_attention(
     probs = logits.softmax(dim=-1)
     context = (attention.self.dropout(probs) @ value).transpose(1, 2).reshape(batch, length, heads * head_size)
     return attention.output(context, hidden), probs
+
+
+def feed_forward(layer: nn.Module, attended: torch.Tensor) -> torch.Tensor:
+    """A BERT layer's FFN with its residual connection and LayerNorm."""
+    return layer.output(layer.intermediate(attended), attended)
 
 
 def received_attention(probs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:

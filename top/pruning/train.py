@@ -22,8 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
+from top.data.batches import batch_loader, model_inputs
 from top.data.tasks import TaskSpec
 from top.device import resolve_device
 from top.errors import ParamsError
@@ -105,7 +106,7 @@ def train_token_pruning(
         torch.optim.AdamW(masks.parameters(), lr=params.mask_learning_rate, weight_decay=0.0),
         torch.optim.AdamW(constraint.parameters(), lr=params.mask_learning_rate, weight_decay=0.0),
     )
-    batches_per_epoch = len(_loader(splits["train"], tokenizer, params.batch_size, shuffle=False, seed=0))
+    batches_per_epoch = len(batch_loader(splits["train"], tokenizer, params.batch_size, shuffle=False, seed=0))
     total_steps = max(1, math.ceil(batches_per_epoch * params.epochs))
     warmup_steps = int(total_steps * params.warmup_ratio)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizers[0], lambda step: 1.0 - step / total_steps)
@@ -120,7 +121,7 @@ def train_token_pruning(
     progress = tqdm(total=total_steps, initial=state["step"], desc="ToP training")
     while state["step"] < total_steps:
         epoch, skip = divmod(state["step"], batches_per_epoch)
-        loader = _loader(splits["train"], tokenizer, params.batch_size, shuffle=True, seed=params.seed + epoch)
+        loader = batch_loader(splits["train"], tokenizer, params.batch_size, shuffle=True, seed=params.seed + epoch)
         for position, batch in enumerate(loader):
             if position < skip:
                 continue
@@ -229,7 +230,7 @@ def _step_losses(
     step: int,
     warmup_steps: int,
 ) -> dict[str, torch.Tensor]:
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    inputs = model_inputs(batch)
     with torch.no_grad():
         teacher_out = teacher(**inputs, mode="masked", return_scores=True)
     student_out = student(**inputs, mode="train", masks=masks.sample(), return_scores=True)
@@ -280,8 +281,8 @@ def evaluate(
     dims = EncoderDims.from_config(model.config)
     logits, labels, ratios, padded = [], [], [], []
     device = next(model.parameters()).device
-    for batch in _loader(split, tokenizer, batch_size, shuffle=False, seed=0):
-        inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    for batch in batch_loader(split, tokenizer, batch_size, shuffle=False, seed=0):
+        inputs = model_inputs(batch, device)
         output = model(**inputs, mode="physical")
         logits.append(output.logits.float().cpu().numpy())
         labels.append(batch["labels"].numpy())
@@ -295,15 +296,4 @@ def evaluate(
         macs_ratio=float(np.mean(ratios)),
         macs_ratio_padded=float(np.mean(padded)),
         keep_ratios=list(model.config.keep_ratios),
-    )
-
-
-def _loader(
-    split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int, shuffle: bool, seed: int
-) -> torch.utils.data.DataLoader:
-    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "label") if c in split.column_names]
-    collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
-    generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(
-        split.select_columns(columns), batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=generator
     )

@@ -1,0 +1,50 @@
+"""INT8 with INC on a tiny model: it stays pruned, tracks FP32, saves, reloads and compiles."""
+
+import pytest
+import torch
+
+from top.errors import ModelDirError
+from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning
+from top.quantize import load_int8, quantize_int8, save_int8
+
+from .conftest import tiny_bert_config
+
+
+@pytest.fixture(scope="module")
+def pruned_fp32():
+    torch.manual_seed(0)
+    config = configure_pruning(tiny_bert_config(num_labels=2), [1, 2], [0.6, 0.5])
+    return TokenPruningBertForSequenceClassification(config).eval()
+
+
+def batch(seed: int, size: int = 8, length: int = 20) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.ones(size, length, dtype=torch.long)
+    for row in range(size):
+        mask[row, int(torch.randint(4, length + 1, (1,), generator=generator)) :] = 0
+    return {"input_ids": torch.randint(0, 120, (size, length), generator=generator), "attention_mask": mask}
+
+
+def test_int8_stays_pruned_tracks_fp32_and_reloads(pruned_fp32, tmp_path):
+    int8, examples = quantize_int8(pruned_fp32, [batch(seed) for seed in range(4)])
+    inputs = batch(99)
+    with torch.no_grad():
+        reference, quantized = pruned_fp32(**inputs), int8(**inputs)
+    assert torch.equal(quantized.token_counts, reference.token_counts)  # same tokens removed, physically
+    assert (quantized.logits - reference.logits).abs().max() < 0.1 * reference.logits.abs().max()
+
+    save_int8(int8, examples, tmp_path / "int8")
+    reloaded = load_int8(tmp_path / "int8")
+    assert reloaded.config.keep_ratios == [0.6, 0.5]
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**inputs).logits, quantized.logits, atol=1e-5)
+        reloaded.compile_blocks()
+        other = batch(7, size=3, length=11)  # a new batch size and length: dynamic shapes
+        assert torch.allclose(reloaded(**other).logits, int8(**other).logits, atol=1e-3)
+    with pytest.raises(ValueError, match=r"runs in .physical. mode only"):
+        int8(**inputs, mode="masked")
+
+
+def test_not_an_int8_dir(tmp_path):
+    with pytest.raises(ModelDirError, match="not an INT8 model directory"):
+        load_int8(tmp_path)

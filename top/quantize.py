@@ -1,0 +1,214 @@
+"""Static post-training INT8 with Intel Neural Compressor (3.x PT2E API) that stacks with physical token pruning.
+
+A token-pruned forward has data-dependent shapes (each example keeps its own count), so it cannot be exported
+as one graph. Instead every layer's two dense blocks, self-attention (projections, scores, softmax, output
+projection, LayerNorm) and feed-forward, are exported with dynamic batch and sequence dimensions and quantized
+one by one; the token ranking, selection and gather between them stay in eager FP32 code, unchanged. The dense
+model is the same thing with no prune layers. Calibration runs real training batches through the model itself,
+so every block is calibrated on the (pruned) activations it will see at inference.
+
+The embeddings, pooler and classifier stay FP32: they are a few percent of the MACs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.export import Dim
+
+from top.atomic import atomic_directory
+from top.errors import ModelDirError
+from top.pruning.model import TokenPruningBertForSequenceClassification, feed_forward, self_attention
+
+log = logging.getLogger(__name__)
+
+BLOCKS_DIR = "int8_blocks"
+BLOCK_KINDS = ("attention", "feed_forward")
+
+
+class _AttentionBlock(nn.Module):
+    """One layer's self-attention as an exportable module (it holds that layer's weights only)."""
+
+    def __init__(self, attention: nn.Module) -> None:
+        super().__init__()
+        self.attention = attention
+
+    def forward(self, hidden: torch.Tensor, alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self_attention(self.attention, hidden, alive)
+
+
+class _FeedForwardBlock(nn.Module):
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, attended: torch.Tensor) -> torch.Tensor:
+        return feed_forward(self.layer, attended)
+
+
+def _fp32_blocks(model: TokenPruningBertForSequenceClassification) -> list[dict[str, nn.Module]]:
+    return [
+        {"attention": _AttentionBlock(layer.attention), "feed_forward": _FeedForwardBlock(layer)}
+        for layer in model.bert.encoder.layer
+    ]
+
+
+class BlockwiseTokenPruningBertForSequenceClassification(TokenPruningBertForSequenceClassification):
+    """The token-pruning classifier running its encoder blocks through installed graphs (physical mode only).
+
+    The graphs are INT8 (``quantize_int8``/``load_int8``) or the FP32 blocks under torch.compile
+    (``compiled_fp32``): either way the token selection between blocks is the model's own eager code.
+    """
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self._blocks: list[dict[str, Callable[..., Any]]] | None = None  # a plain list: not submodules
+
+    def use_blocks(self, blocks: list[dict[str, Callable[..., Any]]]) -> None:
+        if len(blocks) != self.config.num_hidden_layers:
+            raise ValueError(f"need blocks for {self.config.num_hidden_layers} layers, got {len(blocks)}")
+        self._blocks = blocks
+
+    def attention_block(
+        self, index: int, hidden: torch.Tensor, alive: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._block(index, "attention")(hidden, alive)
+
+    def feed_forward_block(self, index: int, attended: torch.Tensor) -> torch.Tensor:
+        return self._block(index, "feed_forward")(attended)
+
+    def forward(self, *args: Any, mode: str = "physical", **kwargs: Any) -> Any:
+        if mode != "physical":
+            raise ValueError("a blockwise (INT8 or compiled) model runs in 'physical' mode only")
+        return super().forward(*args, mode=mode, **kwargs)
+
+    def _block(self, index: int, kind: str) -> Callable[..., Any]:
+        if self._blocks is None:
+            raise RuntimeError("no blocks installed: use quantize_int8(), load_int8() or compiled_fp32()")
+        return self._blocks[index][kind]
+
+    def compile_blocks(self) -> None:
+        """torch.compile every block (with Inductor freezing, without which INT8 is slower than FP32)."""
+        torch._inductor.config.freezing = True
+        self.use_blocks(
+            [{kind: torch.compile(block, dynamic=True) for kind, block in layer.items()} for layer in self._blocks]
+        )
+
+
+def compiled_fp32(
+    model: TokenPruningBertForSequenceClassification,
+) -> BlockwiseTokenPruningBertForSequenceClassification:
+    """``model`` with each FP32 block under torch.compile: the compiled baseline the INT8 model is compared to."""
+    blockwise = BlockwiseTokenPruningBertForSequenceClassification(model.config)
+    blockwise.load_state_dict(model.state_dict())
+    blockwise.eval().use_blocks(_fp32_blocks(blockwise))
+    blockwise.compile_blocks()
+    return blockwise
+
+
+def quantize_int8(
+    model: TokenPruningBertForSequenceClassification, calibration: Iterable[dict[str, torch.Tensor]]
+) -> tuple[BlockwiseTokenPruningBertForSequenceClassification, list[dict[str, tuple[torch.Tensor, ...]]]]:
+    """Static INT8 of ``model``'s encoder blocks, calibrated on ``calibration`` batches (model inputs).
+
+    Returns the quantized model and, per layer, the example inputs its blocks were exported with (saving needs them).
+    """
+    from neural_compressor.torch.export import export
+    from neural_compressor.torch.quantization import StaticQuantConfig, convert, prepare
+
+    batches = list(calibration)
+    if not batches:
+        raise ValueError("INT8 calibration needs at least one batch")
+    int8 = BlockwiseTokenPruningBertForSequenceClassification(model.config)
+    int8.load_state_dict(model.state_dict())
+    int8.eval()
+    examples = _record_block_inputs(int8, batches[0])
+    batch_dim, seq_dim = Dim("batch"), Dim("tokens", min=2, max=int8.config.max_position_embeddings)
+    tokens = {0: batch_dim, 1: seq_dim}
+    prepared = []
+    for fp32, inputs in zip(_fp32_blocks(int8), examples, strict=True):
+        prepared.append(
+            {
+                kind: prepare(
+                    export(fp32[kind], inputs[kind], dynamic_shapes=tuple(tokens for _ in inputs[kind])),
+                    StaticQuantConfig(),
+                    example_inputs=inputs[kind],
+                )
+                for kind in BLOCK_KINDS
+            }
+        )
+    int8.use_blocks(prepared)
+    with torch.no_grad():
+        for batch in batches:  # observers see the pruned activations each block gets at inference
+            int8(**batch)
+    int8.use_blocks([{kind: convert(block) for kind, block in layer.items()} for layer in prepared])
+    return int8, examples
+
+
+def save_int8(
+    model: BlockwiseTokenPruningBertForSequenceClassification,
+    examples: list[dict[str, tuple[torch.Tensor, ...]]],
+    output_dir: str | Path,
+) -> None:
+    """Config and FP32 weights (save_pretrained) plus one INC archive per INT8 block, written atomically."""
+    with atomic_directory(output_dir) as staging:
+        model.save_pretrained(str(staging))
+        for index, layer in enumerate(model._blocks or []):
+            for kind in BLOCK_KINDS:
+                layer[kind].save(example_inputs=examples[index][kind], output_dir=str(_block_dir(staging, index, kind)))
+
+
+def load_int8(model_dir: str | Path) -> BlockwiseTokenPruningBertForSequenceClassification:
+    """Reload what ``save_int8`` wrote: two lines for a user, then call it like the FP32 model."""
+    from neural_compressor.torch.quantization import load
+
+    model_dir = Path(model_dir)
+    if not (model_dir / BLOCKS_DIR).is_dir():
+        raise ModelDirError(f"{model_dir} is not an INT8 model directory: no {BLOCKS_DIR}/ (run the quantize stage)")
+    model = BlockwiseTokenPruningBertForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    model.use_blocks(
+        [
+            {kind: load(str(_block_dir(model_dir, index, kind))) for kind in BLOCK_KINDS}
+            for index in range(model.config.num_hidden_layers)
+        ]
+    )
+    return model
+
+
+def set_inductor_cache(directory: str | Path) -> None:
+    """Keep torch.compile's cache in the project's work dirs rather than /tmp (it survives between stages)."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(directory).resolve()))
+
+
+def _block_dir(root: Path, index: int, kind: str) -> Path:
+    return root / BLOCKS_DIR / f"layer{index}_{kind}"
+
+
+def _record_block_inputs(
+    model: BlockwiseTokenPruningBertForSequenceClassification, batch: dict[str, torch.Tensor]
+) -> list[dict[str, tuple[torch.Tensor, ...]]]:
+    """Run one FP32 forward and keep the inputs each block receives (the export examples)."""
+    recorded: list[dict[str, tuple[torch.Tensor, ...]]] = [{} for _ in range(model.config.num_hidden_layers)]
+
+    def recording(index: int, kind: str, block: nn.Module) -> Callable[..., Any]:
+        def run(*inputs: torch.Tensor) -> Any:
+            recorded[index][kind] = tuple(tensor.detach().clone() for tensor in inputs)
+            return block(*inputs)
+
+        return run
+
+    model.use_blocks(
+        [
+            {kind: recording(index, kind, block) for kind, block in layer.items()}
+            for index, layer in enumerate(_fp32_blocks(model))
+        ]
+    )
+    with torch.no_grad():
+        model(**batch)
+    return recorded

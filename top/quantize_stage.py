@@ -1,0 +1,88 @@
+"""The quantize stage's job: INT8 copies of the FP32 models, each evaluated next to its FP32 source."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from top.atomic import atomic_directory
+from top.backbone import check_bert_dir, load_tokenizer
+from top.data.batches import batch_loader, model_inputs
+from top.data.prepare import load_prepared
+from top.params import QuantizeParams
+from top.pruning.model import TokenPruningBertForSequenceClassification
+from top.pruning.train import evaluate
+from top.quantize import quantize_int8, save_int8
+
+log = logging.getLogger(__name__)
+
+DISABLED_NOTE = "DISABLED"
+
+
+def quantize_models(
+    prepared_dir: str | Path, sources: dict[str, Path], params: QuantizeParams, output_root: str | Path
+) -> dict[str, Any]:
+    """INT8 of every model in ``sources`` (name -> FP32 model dir) under ``output_root/<name>``, with metrics."""
+    output_root = Path(output_root)
+    if not params.enabled:
+        with atomic_directory(output_root) as staging:  # DVC needs the output; it says why it is empty
+            (staging / DISABLED_NOTE).write_text("quantize.enabled is false in params.yaml\n", encoding="utf-8")
+        return {"enabled": False}
+    for source in sources.values():
+        check_bert_dir(source)
+    spec, splits, meta = load_prepared(prepared_dir)
+    max_length = meta["max_length"]
+    results: dict[str, Any] = {"enabled": True, "task": spec.name, "metric": spec.primary_metric}
+    with atomic_directory(output_root) as staging:
+        for name, source in sources.items():
+            tokenizer = load_tokenizer(str(source))
+            fp32 = TokenPruningBertForSequenceClassification.from_pretrained(str(source)).eval()
+            loader = batch_loader(splits["train"], tokenizer, params.calibration_batch_size, True, params.seed)
+            calibration = [model_inputs(batch) for batch in itertools.islice(loader, params.calibration_batches)]
+            started = time.perf_counter()
+            int8, examples = quantize_int8(fp32, calibration)
+            seconds = time.perf_counter() - started
+            save_int8(int8, examples, staging / name)
+            tokenizer.save_pretrained(str(staging / name))
+            fp32_eval = evaluate(fp32, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length)
+            int8_eval = evaluate(int8, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length)
+            agreement = prediction_agreement(fp32, int8, splits["eval"], tokenizer, params.eval_batch_size)
+            results[name] = {
+                "fp32": fp32_eval.metrics,
+                "int8": int8_eval.metrics,
+                "delta_points": round(
+                    100 * (int8_eval.metrics[spec.primary_metric] - fp32_eval.metrics[spec.primary_metric]), 3
+                ),
+                "prediction_agreement": round(agreement, 4),
+                "macs_ratio_real_lengths": round(int8_eval.macs_ratio, 4),
+                "quantize_seconds": round(seconds, 2),
+                "calibration_examples": sum(len(batch["input_ids"]) for batch in calibration),
+            }
+            log.info("%s: %s", name, results[name])
+    return results
+
+
+@torch.no_grad()
+def prediction_agreement(
+    reference: TokenPruningBertForSequenceClassification,
+    candidate: TokenPruningBertForSequenceClassification,
+    split: Any,
+    tokenizer: Any,
+    batch_size: int,
+) -> float:
+    """Share of examples on which two models predict the same class (regression: within 0.1 of each other)."""
+    same = []
+    for batch in batch_loader(split, tokenizer, batch_size, shuffle=False, seed=0):
+        inputs = model_inputs(batch)
+        ours, theirs = reference(**inputs).logits, candidate(**inputs).logits
+        if ours.shape[-1] == 1:
+            same.append(((ours - theirs).abs() <= 0.1).squeeze(-1).numpy())
+        else:
+            same.append((ours.argmax(-1) == theirs.argmax(-1)).numpy())
+    return float(np.concatenate(same).mean())
