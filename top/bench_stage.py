@@ -1,8 +1,9 @@
 """The benchmark stage's job: build every model variant the pipeline produced, time them, write the results.
 
 Variants: the dense teacher and the ToP model, each FP32 eager and, when the quantize stage ran, INT8; with
-``compile`` on, FP32 also with its blocks under torch.compile and INT8 compiled (INT8 is only fast compiled). Dev metrics come from the stages that measured them (prune for
-FP32, quantize for INT8); a compiled FP32 model computes the same function as its eager source.
+``compile`` on, FP32 also with its blocks under torch.compile, and INT8 compiled (INT8 is only fast compiled).
+Dev metrics come from the stages that measured them (prune for FP32, quantize for INT8); a compiled FP32 model
+computes the same function as its eager source.
 """
 
 from __future__ import annotations
