@@ -1,0 +1,127 @@
+"""Start and stop the local Prefect server (SQLite) and the process serving the deployments, by PID.
+
+State lives under the project (``.work/prefect``), never in the user's home:
+
+    python -m pipeline.services start [--port 4200]   # prints the PREFECT_API_URL to export
+    python -m pipeline.services stop
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+STATE_DIR = PROJECT_DIR / ".work" / "prefect"
+SERVICES = ("server", "serve")
+
+
+def prefect_env(port: int, state_dir: Path = STATE_DIR) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PREFECT_HOME=str(state_dir),
+        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env
+
+
+def start(port: int, state_dir: Path = STATE_DIR, timeout: float = 120.0) -> dict[str, int]:
+    """Start the server, wait until it answers, then start serving; return both PIDs (also written to files)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    for service in SERVICES:
+        if process_alive(_read_pid(state_dir, service)):
+            raise SystemExit(f"{service} is already running (pid {_read_pid(state_dir, service)}); stop it first")
+    env = prefect_env(port, state_dir)
+    pids = {}
+    commands = {
+        "server": ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        "serve": [sys.executable, "-m", "pipeline.serve"],
+    }
+    for service in SERVICES:
+        log = (state_dir / f"{service}.log").open("w")
+        # A session of its own: stop() signals the whole group, so children (uvicorn, flow runs) go too.
+        process = subprocess.Popen(
+            commands[service], cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        pids[service] = process.pid
+        (state_dir / f"{service}.pid").write_text(f"{process.pid}\n")
+        if service == "server":
+            _wait_healthy(port, process, timeout)
+    return pids
+
+
+def stop(state_dir: Path = STATE_DIR, timeout: float = 30.0) -> None:
+    """SIGTERM the serving process's group, then the server's; SIGKILL what is still alive after ``timeout``."""
+    for service in reversed(SERVICES):
+        pid = _read_pid(state_dir, service)
+        if process_alive(pid):
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while process_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if process_alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        (state_dir / f"{service}.pid").unlink(missing_ok=True)
+
+
+def _wait_healthy(port: int, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the Prefect server exited with {process.returncode}; see its log")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as response,
+        ):
+            if response.status == 200:
+                return
+        time.sleep(0.25)
+    raise SystemExit(f"the Prefect server did not answer on port {port} within {timeout:.0f} s")
+
+
+def _read_pid(state_dir: Path, service: str) -> int | None:
+    path = state_dir / f"{service}.pid"
+    return int(path.read_text()) if path.is_file() else None
+
+
+def process_alive(pid: int | None) -> bool:
+    """Running and not a zombie (an exited child nobody has reaped yet counts as gone)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=("start", "stop"))
+    parser.add_argument("--port", type=int, default=4200)
+    arguments = parser.parse_args()
+    if arguments.action == "start":
+        started = time.perf_counter()
+        pids = start(arguments.port)
+        print(f"server pid {pids['server']}, serve pid {pids['serve']} ({time.perf_counter() - started:.1f} s)")
+        print(f"export PREFECT_API_URL=http://127.0.0.1:{arguments.port}/api")
+    else:
+        stop()
+        print("stopped")
+
+
+if __name__ == "__main__":
+    main()

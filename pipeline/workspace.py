@@ -1,0 +1,129 @@
+"""Isolated experiment workspaces: how an orchestrated run uses DVC without touching the user's checkout.
+
+Each run clones the project's committed HEAD into ``.work/runs/<name>``, points it at the project's DVC cache
+(so outputs and DVC's run-cache are shared: a stage already computed with the same inputs is restored, not
+rerun), writes its params overrides, reproduces stages one at a time, then saves the result as a DVC
+experiment and pushes it to the project, where `dvc exp show` and `dvc metrics diff` see it. Concurrent runs
+each have their own clone, so they cannot corrupt each other's (or the user's) workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from top.errors import ParamsError
+
+RUNS_DIR = ".work/runs"
+STAGES = ("prepare", "teacher", "prune", "baselines", "quantize", "benchmark")
+# Exit code of a stage that failed on user input (bad params, missing data): retrying cannot help.
+USER_ERROR_EXIT = 2
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class StageFailed(RuntimeError):
+    def __init__(self, stage: str, exit_code: int, message: str) -> None:
+        super().__init__(f"stage {stage} failed (exit {exit_code}): {message}")
+        self.stage, self.exit_code = stage, exit_code
+
+    @property
+    def user_error(self) -> bool:
+        return self.exit_code == USER_ERROR_EXIT
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: str
+    ran: bool  # False: DVC found it up to date (or restored it from its run-cache)
+    log: str
+
+
+def tool_env() -> dict[str, str]:
+    """The environment for DVC and the stages: this interpreter's tools first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    return env
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True, check=False)
+
+
+def _checked(args: list[str], cwd: Path) -> str:
+    result = _run(args, cwd)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed in {cwd}: {(result.stderr or result.stdout)[-2000:]}")
+    return result.stdout
+
+
+def create_workspace(project: Path, name: str, overrides: dict[str, Any]) -> Path:
+    """Clone ``project``'s HEAD for run ``name``, share its DVC cache, and apply the params ``overrides``."""
+    if not NAME_PATTERN.match(name):
+        raise ParamsError(f"run name {name!r} must be letters, digits, '.', '_' or '-' (at most 64)")
+    project = project.resolve()
+    workspace = project / RUNS_DIR / name
+    shutil.rmtree(workspace, ignore_errors=True)
+    workspace.parent.mkdir(parents=True, exist_ok=True)
+    _checked(["git", "clone", "--quiet", str(project), str(workspace)], project)
+    for key in ("user.name", "user.email"):
+        value = _run(["git", "config", key], project).stdout.strip() or (
+            "top pipeline" if key == "user.name" else "top@localhost"
+        )
+        _checked(["git", "config", key, value], workspace)
+    _checked(["dvc", "cache", "dir", "--local", str(project / ".dvc" / "cache")], workspace)
+    set_params(workspace / "params.yaml", overrides)
+    return workspace
+
+
+def set_params(path: Path, overrides: dict[str, Any]) -> None:
+    """Set dotted keys (``prune.target_macs``) in params.yaml; an unknown key is an error, not a new key."""
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = params
+        for part in parents:
+            if not isinstance(node, dict) or part not in node:
+                raise ParamsError(f"unknown params key {dotted!r}")
+            node = node[part]
+        if not isinstance(node, dict) or leaf not in node:
+            raise ParamsError(f"unknown params key {dotted!r}")
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+
+def reproduce_stage(workspace: Path, stage: str) -> StageResult:
+    """`dvc repro` of one stage: DVC decides whether it must run; a failure carries the stage's own error line."""
+    result = _run(["dvc", "repro", "--single-item", stage], workspace)
+    log = result.stdout + result.stderr
+    if result.returncode != 0:
+        errors = [line for line in log.splitlines() if line.startswith("error: stage")]
+        message = errors[-1] if errors else log.strip()[-2000:]
+        # dvc exits 255 on a failed command; the stage's own code is in its message ("exited with 2").
+        code = USER_ERROR_EXIT if errors else result.returncode
+        raise StageFailed(stage, code, message)
+    return StageResult(stage, ran=f"Running stage '{stage}'" in result.stdout, log=log)
+
+
+def save_experiment(workspace: Path, name: str) -> None:
+    """Record the workspace (params, dvc.lock, metrics) as DVC experiment ``name`` in the project."""
+    _checked(["dvc", "exp", "save", "--force", "-n", name], workspace)
+    _checked(["dvc", "exp", "push", "--force", "--no-cache", "origin", name], workspace)
+
+
+def read_metrics(workspace: Path, stage: str) -> dict[str, Any] | None:
+    path = workspace / "artifacts" / "metrics" / f"{stage}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def remove_workspace(workspace: Path) -> None:
+    shutil.rmtree(workspace, ignore_errors=True)

@@ -1,0 +1,81 @@
+"""End to end with real components: a Prefect server on a free loopback port, the served `top/compress`
+deployment, `prefect deployment run` with parameter overrides, DVC experiments compared with `dvc exp diff`,
+a failing stage whose clear error reaches the Prefect logs, and every started process stopped by PID."""
+
+import json
+import re
+import socket
+import sys
+
+import pytest
+
+from pipeline.services import SERVICES, prefect_env, process_alive
+
+from .conftest import tiny_pipeline_params
+from .stage_runner import init_dvc_repo, run, scratch_project, stage_env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def served_project(params_dict, tiny_bert_dir, tmp_path):
+    project = scratch_project(tmp_path / "project", tiny_pipeline_params(params_dict, tiny_bert_dir, tmp_path / "data"))
+    env = stage_env(tmp_path)
+    init_dvc_repo(project, env)
+    port = free_port()
+    env |= prefect_env(port, project / ".work" / "prefect")
+    started = run([sys.executable, "-m", "pipeline.services", "start", "--port", str(port)], project, env)
+    assert started.returncode == 0, started.stdout + started.stderr
+    pids = [int((project / ".work" / "prefect" / f"{service}.pid").read_text()) for service in SERVICES]
+    try:
+        yield project, env
+    finally:
+        stopped = run([sys.executable, "-m", "pipeline.services", "stop"], project, env)
+        assert stopped.returncode == 0, stopped.stderr
+        for pid in pids:
+            assert not process_alive(pid), f"process {pid} still running after stop"
+
+
+def deploy_run(project, env, *params: str):
+    args = ["prefect", "deployment", "run", "top/compress", "--watch", "--watch-timeout", "600"]
+    for param in params:
+        args += ["-p", param]
+    result = run(args, project, env, timeout=700)
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", result.stdout)
+    return result, flow_run_id.group(1) if flow_run_id else None
+
+
+def flow_run_logs(project, env, flow_run_id: str) -> str:
+    return run(["prefect", "flow-run", "logs", flow_run_id], project, env).stdout
+
+
+@pytest.mark.slow
+def test_compress_deployment_records_dvc_experiments(served_project):
+    project, env = served_project
+    first, _ = deploy_run(project, env, "task=toy", "target_macs=0.6", "int8=false", "name=run-a")
+    assert first.returncode == 0 and "COMPLETED" in first.stdout, first.stdout[-3000:] + first.stderr[-3000:]
+
+    shown = run(["dvc", "exp", "show", "--json"], project, env)
+    assert shown.returncode == 0 and "run-a" in shown.stdout, shown.stdout[-2000:]
+
+    second, second_id = deploy_run(project, env, "task=toy", "target_macs=0.8", "int8=false", "name=run-b")
+    assert second.returncode == 0 and "COMPLETED" in second.stdout, second.stdout[-3000:]
+    logs = flow_run_logs(project, env, second_id)
+    assert "prepare: up to date, skipped" in logs and "teacher: up to date, skipped" in logs
+
+    diff = run(["dvc", "exp", "diff", "run-a", "run-b", "--json"], project, env)
+    assert diff.returncode == 0, diff.stderr
+    changes = json.loads(diff.stdout)
+    prune = changes["metrics"]["artifacts/metrics/prune.json"]
+    assert prune["target_macs"]["old"] == 0.6 and prune["target_macs"]["new"] == 0.8
+    assert "macs_ratio_real_lengths" in prune
+
+    failed, failed_id = deploy_run(project, env, "task=toy", 'overrides={"prune.bins": 0}', "name=run-bad")
+    assert "FAILED" in failed.stdout, failed.stdout[-3000:]
+    logs = flow_run_logs(project, env, failed_id)
+    assert "error: stage prune: prune.bins must be at least 1" in logs, logs[-3000:]
+    assert "prepare: up to date, skipped" in logs  # the rerun starts at the first stage that has to run
