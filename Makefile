@@ -1,6 +1,7 @@
 # The two set-up commands of the README:
 #   make repro   create/update .venv, install the pinned dependencies, run `dvc repro` on params.yaml
 #   make test    create/update .venv, install the pinned dependencies, run lint and the test suite
+# Orchestration: `make serve` starts a local Prefect server and serves the deployments; `make stop` stops both.
 # Offline, point TOP_DATA_DIR at a local data root (glue/<Task>/*.tsv ...) first, e.g. ../shared/data.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv repro test lint clean-venv
+.PHONY: venv repro test lint serve stop clean-venv
 
 venv: $(STAMP)
 
@@ -29,6 +30,14 @@ lint: venv
 
 test: lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+# A local Prefect server (SQLite, state in .work/prefect) and the process serving top/compress and top-sweep/sweep.
+PORT ?= 4200
+serve: venv
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pipeline.services start --port $(PORT)
+
+stop:
+	$(BIN)/python -m pipeline.services stop
 
 clean-venv:
 	rm -rf $(VENV)

@@ -116,7 +116,8 @@ def reproduce_stage(workspace: Path, stage: str) -> StageResult:
 
 def save_experiment(workspace: Path, name: str) -> None:
     """Record the workspace (params, dvc.lock, metrics) as DVC experiment ``name`` in the project."""
-    _checked(["dvc", "exp", "save", "--force", "-n", name], workspace)
+    # Metrics files not yet committed in the project are untracked in the clone: include them explicitly.
+    _checked(["dvc", "exp", "save", "--force", "-n", name, "--include-untracked", "artifacts/metrics"], workspace)
     _checked(["dvc", "exp", "push", "--force", "--no-cache", "origin", name], workspace)
 
 
