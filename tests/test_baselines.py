@@ -5,6 +5,7 @@ import math
 import pytest
 
 from top.pruning.baselines import (
+    DevSet,
     bisect_decreasing,
     linear_keep_ratios,
     static_topk_baseline,
@@ -30,9 +31,9 @@ def test_bisection_finds_the_crossing_and_stops_at_the_ends():
 def test_baselines_at_full_budget_are_the_teacher(toy_top):
     _params, spec, splits, tokenizer, tmp_path = toy_top
     dense = evaluate(load_with_schedule(tmp_path / "teacher", [], []), spec, splits["eval"], tokenizer, 32, 24)
-    shared = (spec, splits["eval"], tokenizer, 32, 24)
-    static = static_topk_baseline(tmp_path / "teacher", [1, 2], 1.0, *shared)
-    truncated = truncation_baseline(tmp_path / "teacher", 1.0, *shared)
+    dev = DevSet(spec, splits["eval"], tokenizer, 32, 24)
+    static = static_topk_baseline(tmp_path / "teacher", [1, 2], 1.0, dev)
+    truncated = truncation_baseline(tmp_path / "teacher", 1.0, dev)
     for result in (static, truncated):
         assert result["macs_ratio_real_lengths"] == pytest.approx(1.0)
         assert {key: result[key] for key in dense.metrics} == dense.metrics
@@ -41,10 +42,10 @@ def test_baselines_at_full_budget_are_the_teacher(toy_top):
 
 def test_baselines_meet_a_reduced_budget(toy_top):
     _params, spec, splits, tokenizer, tmp_path = toy_top
-    shared = (spec, splits["eval"], tokenizer, 32, 24)
-    static = static_topk_baseline(tmp_path / "teacher", [1, 2], 0.6, *shared)
+    dev = DevSet(spec, splits["eval"], tokenizer, 32, 24)
+    static = static_topk_baseline(tmp_path / "teacher", [1, 2], 0.6, dev)
     assert static["macs_ratio_real_lengths"] == pytest.approx(0.6, abs=0.05)  # rounding to whole tokens
     assert static["keep_ratios"]["layer_1"] > static["keep_ratios"]["layer_2"]
-    truncated = truncation_baseline(tmp_path / "teacher", 0.6, *shared)
+    truncated = truncation_baseline(tmp_path / "teacher", 0.6, dev)
     assert truncated["macs_ratio_real_lengths"] == pytest.approx(0.6, abs=0.1)  # whole tokens, short toy texts
     assert truncated["max_length"] < 24

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,28 @@ from top.data.prepare import tokenize_split
 from top.data.tasks import TaskSpec
 from top.pruning.l0 import expected_macs_ratio
 from top.pruning.macs import EncoderDims, dense_encoder_macs
-from top.pruning.train import evaluate, load_with_schedule
+from top.pruning.model import TokenPruningBertForSequenceClassification
+from top.pruning.train import Evaluation, evaluate, load_with_schedule
 
 SEARCH_STEPS = 40
+
+
+@dataclass(frozen=True)
+class DevSet:
+    """Where and how a baseline is measured: the dev split, its task and the evaluation batching."""
+
+    spec: TaskSpec
+    split: datasets.Dataset
+    tokenizer: PreTrainedTokenizerBase
+    batch_size: int
+    max_length: int
+
+    def evaluate(
+        self, model: TokenPruningBertForSequenceClassification, split: datasets.Dataset | None = None
+    ) -> Evaluation:
+        return evaluate(
+            model, self.spec, self.split if split is None else split, self.tokenizer, self.batch_size, self.max_length
+        )
 
 
 def linear_keep_ratios(prune_layers: int, slope: float) -> list[float]:
@@ -47,19 +67,12 @@ def bisect_decreasing(function: Callable[[float], float], target: float, low: fl
 
 
 def static_topk_baseline(
-    teacher_dir: str | Path,
-    prune_layers: list[int],
-    target_ratio: float,
-    spec: TaskSpec,
-    split: datasets.Dataset,
-    tokenizer: PreTrainedTokenizerBase,
-    batch_size: int,
-    max_length: int,
+    teacher_dir: str | Path, prune_layers: list[int], target_ratio: float, dev: DevSet
 ) -> dict[str, Any]:
     """Teacher + linear static top-k schedule at ``target_ratio`` of the dense MACs, measured on ``split``."""
     model = load_with_schedule(teacher_dir, prune_layers, [1.0] * len(prune_layers))
     dims = EncoderDims.from_config(model.config)
-    lengths = torch.tensor([len(ids) for ids in split["input_ids"]], dtype=torch.float64)
+    lengths = torch.tensor([len(ids) for ids in dev.split["input_ids"]], dtype=torch.float64)
 
     def macs_at(slope: float) -> float:
         ratios = torch.tensor(linear_keep_ratios(len(prune_layers), slope), dtype=torch.float64)
@@ -67,7 +80,7 @@ def static_topk_baseline(
 
     slope = bisect_decreasing(macs_at, target_ratio, 0.0, 1.0)
     model.set_keep_ratios(linear_keep_ratios(len(prune_layers), slope))
-    evaluation = evaluate(model, spec, split, tokenizer, batch_size, max_length)
+    evaluation = dev.evaluate(model)
     return {
         **evaluation.metrics,
         "macs_ratio_real_lengths": round(evaluation.macs_ratio, 4),
@@ -78,19 +91,11 @@ def static_topk_baseline(
     }
 
 
-def truncation_baseline(
-    teacher_dir: str | Path,
-    target_ratio: float,
-    spec: TaskSpec,
-    split: datasets.Dataset,
-    tokenizer: PreTrainedTokenizerBase,
-    batch_size: int,
-    max_length: int,
-) -> dict[str, Any]:
+def truncation_baseline(teacher_dir: str | Path, target_ratio: float, dev: DevSet) -> dict[str, Any]:
     """Dense teacher on inputs tokenized to the max length whose MACs come closest to ``target_ratio``."""
     model = load_with_schedule(teacher_dir, [], [])
     dims = EncoderDims.from_config(model.config)
-    lengths = np.asarray([len(ids) for ids in split["input_ids"]])
+    lengths = np.asarray([len(ids) for ids in dev.split["input_ids"]])
     dense = np.asarray([dense_encoder_macs(dims, int(n)) for n in lengths])
 
     def macs_at(cut: int) -> float:
@@ -98,12 +103,12 @@ def truncation_baseline(
         return float(np.mean(truncated / dense))
 
     # [CLS] + at least one token + [SEP] (two [SEP]s and a token each for pairs).
-    shortest = 5 if spec.is_pair else 3
-    cut = min(range(shortest, max_length + 1), key=lambda length: abs(macs_at(length) - target_ratio))
-    truncated = tokenize_split(split, spec, tokenizer, cut)
-    evaluation = evaluate(model, spec, truncated, tokenizer, batch_size, max_length)
+    shortest = 5 if dev.spec.is_pair else 3
+    cut = min(range(shortest, dev.max_length + 1), key=lambda length: abs(macs_at(length) - target_ratio))
+    truncated = tokenize_split(dev.split, dev.spec, dev.tokenizer, cut)
+    evaluation = dev.evaluate(model, truncated)
     measured = np.asarray([dense_encoder_macs(dims, len(ids)) for ids in truncated["input_ids"]]) / dense
-    padded = dense_encoder_macs(dims, cut) / dense_encoder_macs(dims, max_length)
+    padded = dense_encoder_macs(dims, cut) / dense_encoder_macs(dims, dev.max_length)
     return {
         **evaluation.metrics,
         "max_length": cut,

@@ -11,7 +11,7 @@ from top.backbone import check_bert_dir, load_tokenizer
 from top.data.prepare import load_prepared
 from top.errors import DataError
 from top.params import PruneParams
-from top.pruning.baselines import static_topk_baseline, truncation_baseline
+from top.pruning.baselines import DevSet, static_topk_baseline, truncation_baseline
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,10 @@ def compare_with_baselines(
         raise DataError(f"{prune_metrics_file} is for task {top.get('task')!r}, the prepared data for {spec.name!r}")
     target = top["macs_ratio_real_lengths"]
     tokenizer = load_tokenizer(str(teacher_dir))
-    shared = (spec, splits["eval"], tokenizer, params.eval_batch_size, meta["max_length"])
-    static = static_topk_baseline(teacher_dir, params.prune_layers, target, *shared)
+    dev = DevSet(spec, splits["eval"], tokenizer, params.eval_batch_size, meta["max_length"])
+    static = static_topk_baseline(teacher_dir, params.prune_layers, target, dev)
     log.info("static top-k at MACs %.3f: %s", target, static)
-    truncation = truncation_baseline(teacher_dir, target, *shared)
+    truncation = truncation_baseline(teacher_dir, target, dev)
     log.info("truncation at MACs %.3f: %s", target, truncation)
     primary = spec.primary_metric
     return {
