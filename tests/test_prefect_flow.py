@@ -77,7 +77,7 @@ def test_compress_deployment_records_dvc_experiments(served_project):
     assert prune["macs_ratio_real_lengths"]["new"] > prune["macs_ratio_real_lengths"]["old"]
 
     failed, failed_id = deploy_run(project, env, "task=toy", 'overrides={"prune.bins": 0}', "name=run-bad")
-    assert failed.returncode != 0 and "in 'Failed'" in failed.stdout, failed.stdout[-3000:]
+    assert failed.returncode != 0 and "in state 'Failed'" in failed.stdout, failed.stdout[-3000:]
     logs = flow_run_logs(project, env, failed_id)
     assert "error: stage prune: prune.bins must be at least 1" in logs, logs[-3000:]
     assert "prepare: up to date, skipped" in logs  # the rerun starts at the first stage that has to run
