@@ -40,8 +40,8 @@ def served_project(params_dict, tiny_bert_dir, tmp_path):
             assert not process_alive(pid), f"process {pid} still running after stop"
 
 
-def deploy_run(project, env, *params: str):
-    args = ["prefect", "deployment", "run", "top/compress", "--watch", "--watch-timeout", "600"]
+def deploy_run(project, env, *params: str, deployment: str = "top/compress"):
+    args = ["prefect", "deployment", "run", deployment, "--watch", "--watch-timeout", "600"]
     for param in params:
         args += ["-p", param]
     result = run(args, project, env, timeout=700)
@@ -81,3 +81,9 @@ def test_compress_deployment_records_dvc_experiments(served_project):
     logs = flow_run_logs(project, env, failed_id)
     assert "error: stage prune: prune.bins must be at least 1" in logs, logs[-3000:]
     assert "prepare: up to date, skipped" in logs  # the rerun starts at the first stage that has to run
+
+    sweep, _ = deploy_run(project, env, "task=toy", "targets=[0.5, 1.0]", "int8=false", deployment="top-sweep/sweep")
+    assert sweep.returncode == 0 and "in 'Completed'" in sweep.stdout, sweep.stdout[-3000:]
+    table = (project / "artifacts" / "sweeps" / "toy" / "sweep.csv").read_text().splitlines()
+    assert len(table) == 3 and table[0].startswith("experiment,target_macs,macs_ratio_real_lengths")
+    assert (project / "artifacts" / "sweeps" / "toy" / "sweep.png").stat().st_size > 0
