@@ -9,6 +9,7 @@ from top.data.batches import batch_loader, model_inputs
 from top.data.prepare import load_prepared, prepare_task
 from top.params import parse_params
 from top.pruning.model import TokenPruningBertForSequenceClassification
+from top.pruning.train import evaluate
 from top.quantize import quantize_int8
 from top.quantize_stage import prediction_agreement
 
@@ -44,4 +45,6 @@ def test_int8_agrees_with_fp32_on_real_mrpc(shared_data_dir, params_dict, tmp_pa
     fit_head(fp32, splits["train"], tokenizer)
     calibration = [model_inputs(batch) for batch in batch_loader(splits["train"], tokenizer, 16, True, 0)][:4]
     int8, _ = quantize_int8(fp32, calibration)
-    assert prediction_agreement(fp32, int8, splits["eval"], tokenizer, 32) >= 0.98
+    spec, dev = load_prepared(tmp_path / "prepared")[0], splits["eval"]
+    evaluations = [evaluate(model, spec, dev, tokenizer, 32, 128) for model in (fp32, int8)]
+    assert prediction_agreement(*evaluations) >= 0.98

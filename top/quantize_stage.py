@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from top.atomic import atomic_directory
 from top.backbone import check_bert_dir, load_tokenizer
@@ -17,7 +16,7 @@ from top.data.batches import batch_loader, model_inputs
 from top.data.prepare import load_prepared
 from top.params import QuantizeParams
 from top.pruning.model import TokenPruningBertForSequenceClassification
-from top.pruning.train import evaluate
+from top.pruning.train import Evaluation, evaluate
 from top.quantize import quantize_int8, save_int8
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ def quantize_models(
             tokenizer.save_pretrained(str(staging / name))
             fp32_eval = evaluate(fp32, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length)
             int8_eval = evaluate(int8, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length)
-            agreement = prediction_agreement(fp32, int8, splits["eval"], tokenizer, params.eval_batch_size)
+            agreement = prediction_agreement(fp32_eval, int8_eval)
             results[name] = {
                 "fp32": fp32_eval.metrics,
                 "int8": int8_eval.metrics,
@@ -68,21 +67,9 @@ def quantize_models(
     return results
 
 
-@torch.no_grad()
-def prediction_agreement(
-    reference: TokenPruningBertForSequenceClassification,
-    candidate: TokenPruningBertForSequenceClassification,
-    split: Any,
-    tokenizer: Any,
-    batch_size: int,
-) -> float:
-    """Share of examples on which two models predict the same class (regression: within 0.1 of each other)."""
-    same = []
-    for batch in batch_loader(split, tokenizer, batch_size, shuffle=False, seed=0):
-        inputs = model_inputs(batch)
-        ours, theirs = reference(**inputs).logits, candidate(**inputs).logits
-        if ours.shape[-1] == 1:
-            same.append(((ours - theirs).abs() <= 0.1).squeeze(-1).numpy())
-        else:
-            same.append((ours.argmax(-1) == theirs.argmax(-1)).numpy())
-    return float(np.concatenate(same).mean())
+def prediction_agreement(reference: Evaluation, candidate: Evaluation) -> float:
+    """Share of examples on which two evaluations predict the same class (regression: within 0.1)."""
+    ours, theirs = reference.predictions, candidate.predictions
+    if np.issubdtype(ours.dtype, np.floating):
+        return float(np.mean(np.abs(ours - theirs) <= 0.1))
+    return float(np.mean(ours == theirs))

@@ -46,6 +46,7 @@ class Evaluation:
     macs_ratio: float  # pruned / dense encoder MACs, each example at its real length, averaged
     macs_ratio_padded: float  # pruned encoder MACs / dense MACs at the padded max length, averaged
     keep_ratios: list[float] = field(default_factory=list)
+    predictions: np.ndarray | None = None  # per example, in split order: lets callers compare two models
 
 
 def load_models(
@@ -296,4 +297,5 @@ def evaluate(
         macs_ratio=float(np.mean(ratios)),
         macs_ratio_padded=float(np.mean(padded)),
         keep_ratios=list(model.config.keep_ratios),
+        predictions=predictions,
     )
