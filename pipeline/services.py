@@ -16,11 +16,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 STATE_DIR = PROJECT_DIR / ".work" / "prefect"
 SERVICES = ("server", "serve")
+DEPLOYMENTS = ("top/compress", "top-sweep/sweep")
 
 
 def prefect_env(port: int, state_dir: Path = STATE_DIR) -> dict[str, str]:
@@ -36,7 +38,8 @@ def prefect_env(port: int, state_dir: Path = STATE_DIR) -> dict[str, str]:
 
 
 def start(port: int, state_dir: Path = STATE_DIR, timeout: float = 120.0) -> dict[str, int]:
-    """Start the server, wait until it answers, then start serving; return both PIDs (also written to files)."""
+    """Start the server, wait until it answers, then start serving and wait until every deployment is registered,
+    so that a `prefect deployment run` issued right after this returns cannot miss it; return both PIDs."""
     state_dir.mkdir(parents=True, exist_ok=True)
     for service in SERVICES:
         if process_alive(_read_pid(state_dir, service)):
@@ -56,7 +59,11 @@ def start(port: int, state_dir: Path = STATE_DIR, timeout: float = 120.0) -> dic
         pids[service] = process.pid
         (state_dir / f"{service}.pid").write_text(f"{process.pid}\n")
         if service == "server":
-            _wait_healthy(port, process, timeout)
+            _wait_until(lambda: _answers(f"http://127.0.0.1:{port}/api/health"), process, service, timeout)
+        else:
+            for deployment in DEPLOYMENTS:
+                url = f"http://127.0.0.1:{port}/api/deployments/name/{deployment}"
+                _wait_until(lambda url=url: _answers(url), process, f"{service} ({deployment})", timeout)
     return pids
 
 
@@ -74,19 +81,22 @@ def stop(state_dir: Path = STATE_DIR, timeout: float = 30.0) -> None:
         (state_dir / f"{service}.pid").unlink(missing_ok=True)
 
 
-def _wait_healthy(port: int, process: subprocess.Popen, timeout: float) -> None:
+def _answers(url: str) -> bool:
+    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+        return response.status == 200
+    return False
+
+
+def _wait_until(ready: Callable[[], bool], process: subprocess.Popen, what: str, timeout: float) -> None:
+    """Poll ``ready`` until it holds; fail naming ``what`` (and its log) if the process dies or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the Prefect server exited with {process.returncode}; see its log")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as response,
-        ):
-            if response.status == 200:
-                return
+            raise SystemExit(f"{what} exited with {process.returncode} before it was ready; see its log")
+        if ready():
+            return
         time.sleep(0.25)
-    raise SystemExit(f"the Prefect server did not answer on port {port} within {timeout:.0f} s")
+    raise SystemExit(f"{what} was not ready within {timeout:.0f} s; see its log")
 
 
 def _read_pid(state_dir: Path, service: str) -> int | None:
