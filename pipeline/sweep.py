@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from top.figures import pyplot, save_figure
+
 
 def sweep_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Dev metric, measured MACs ratios and latency (largest batch, padded inputs) of each run of a sweep."""
@@ -53,11 +55,7 @@ def write_sweep(rows: list[dict[str, Any]], directory: Path) -> str:
 
 
 def _plot(rows: list[dict[str, Any]], columns: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     ordered = sorted(rows, key=lambda row: row["macs_ratio_real_lengths"])
     macs = [row["macs_ratio_real_lengths"] for row in ordered]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -72,6 +70,4 @@ def _plot(rows: list[dict[str, Any]], columns: list[str], path: Path) -> None:
     right.set(xlabel="MACs ratio (real lengths)", ylabel="median latency (ms)", title="latency vs compute (padded)")
     left.legend(fontsize=7)
     right.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -144,4 +144,20 @@ def tiny_pipeline_params(
     )
     params_dict["quantize"].update(calibration_batches=2, calibration_batch_size=8)
     params_dict["benchmark"].update(threads=1, batch_sizes=[1, 4], examples=8, warmup=1, repetitions=2, compile=False)
+    params_dict["flex"].update(
+        importance_samples=8,
+        widths=[1.0, 0.5],
+        depths=[1.0, 0.5],
+        width_epochs=1,
+        depth_epochs=1,
+        batch_size=16,
+        eval_batch_size=16,
+        gate_widths=[0.5, 1.0],
+        gate_epochs=2,
+        width_map_grid=[0.5, 1.0],
+        thresholds=[0.0, 0.5],
+        save_steps=2,
+        device="cpu",
+        threads=1,
+    )
     return params_dict

@@ -22,6 +22,7 @@ from top.backbone import check_bert_dir, load_tokenizer
 from top.bench import Variant, machine_info, run_benchmark
 from top.data.prepare import load_prepared
 from top.errors import DataError
+from top.figures import pyplot, save_figure
 from top.params import BenchmarkParams
 from top.pruning.model import TokenPruningBertForSequenceClassification
 from top.quantize import compiled_fp32, load_int8
@@ -170,11 +171,7 @@ def _write_padded_latency(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def plot_benchmark(rows: list[dict[str, Any]], metric: str, path: Path) -> None:
     """Latency vs batch size (padded inputs) and dev metric vs latency at the largest batch, one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     models = list(dict.fromkeys(row["model"] for row in rows))
     largest = max(row["batch_size"] for row in rows)
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -190,9 +187,4 @@ def plot_benchmark(rows: list[dict[str, Any]], metric: str, path: Path) -> None:
     left.legend(fontsize=7)
     right.set(xscale="log", xlabel=f"median latency at batch {largest} (ms)", ylabel=f"dev {metric}")
     right.set_title("dev metric vs latency (o padded, ^ dynamic)")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(temporary, dpi=120)
-    plt.close(figure)
-    temporary.replace(path)
+    save_figure(figure, path)

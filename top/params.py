@@ -135,6 +135,50 @@ class BenchmarkParams:
 
 
 @dataclass(frozen=True)
+class FlexParams:
+    """Flexible BERT: width x depth supernet with grafting, width gates and off-ramps (see FlexBERT.md)."""
+
+    max_train_samples: int | None = _check(1)
+    importance_samples: int = _check(1)
+    widths: list[float]
+    depths: list[float]
+    width_epochs: float = _check(0, exclusive_minimum=True)
+    depth_epochs: float = _check(0, exclusive_minimum=True)
+    learning_rate: float = _check(0, 1, exclusive_minimum=True)
+    batch_size: int = _check(1)
+    eval_batch_size: int = _check(1)
+    width_hidden_weight: float = _check(0)
+    depth_hidden_weight: float = _check(0)
+    grafting: bool
+    graft_alpha: float = _check(0, 1)
+    grafts_per_epoch: int = _check(1)
+    compare_grafting: bool
+    gate_widths: list[float]
+    gate_epochs: int = _check(1)
+    gate_learning_rate: float = _check(0, 1, exclusive_minimum=True)
+    width_map_grid: list[float]
+    thresholds: list[float]
+    select_share: float = _check(0, 1, exclusive_minimum=True)
+    tradeoff_tolerance: float = _check(0, 1)
+    save_steps: int = _check(1)
+    seed: int = _check(0)
+    device: str = _check(choices=("auto", "cpu", "cuda"))
+    threads: int | None = _check(1)
+
+    def __post_init__(self) -> None:
+        for key in ("widths", "depths", "gate_widths", "width_map_grid"):
+            values = getattr(self, key)
+            if any(not 0 < value <= 1 for value in values):
+                raise ParamsError(f"flex.{key} must all be in (0, 1], got {values}")
+        if 1.0 not in self.widths or 1.0 not in self.depths:
+            raise ParamsError("flex.widths and flex.depths must include 1.0 (the full model)")
+        if any(value < 0 for value in self.thresholds):
+            raise ParamsError(f"flex.thresholds must be non-negative entropies, got {self.thresholds}")
+        if self.select_share >= 1:
+            raise ParamsError("flex.select_share must leave part of dev for reporting (below 1)")
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams
     model: ModelParams
@@ -142,6 +186,7 @@ class Params:
     prune: PruneParams
     quantize: QuantizeParams
     benchmark: BenchmarkParams
+    flex: FlexParams
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

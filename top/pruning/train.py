@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from top.checkpoint import restore_training_state, save_training_state
 from top.data.batches import batch_loader, model_inputs
 from top.data.tasks import TaskSpec
 from top.device import resolve_device
@@ -116,7 +117,7 @@ def train_token_pruning(
 
     state = {"step": 0, "best": None, "history": []}
     if checkpoint_file is not None and Path(checkpoint_file).is_file():
-        state = _restore(Path(checkpoint_file), modules)
+        state = restore_training_state(Path(checkpoint_file), modules)
         log.info("resuming ToP training from step %d", state["step"])
     started = time.perf_counter()
     progress = tqdm(total=total_steps, initial=state["step"], desc="ToP training")
@@ -151,7 +152,7 @@ def train_token_pruning(
                     state, student, masks, spec, splits, tokenizer, params, max_length, target, losses
                 )
                 if checkpoint_file is not None:
-                    _save(Path(checkpoint_file), modules, state)
+                    save_training_state(Path(checkpoint_file), modules, state)
     progress.close()
     if state["best"] is None:
         raise ParamsError(
@@ -198,24 +199,6 @@ def _evaluate_and_keep_best(
     if meets_target and (state["best"] is None or score > state["best"][0]):
         weights = {name: value.detach().clone() for name, value in student.state_dict().items()}
         state["best"] = (score, weights, evaluation)
-
-
-def _save(path: Path, modules: dict[str, Any], state: dict[str, Any]) -> None:
-    """Write the checkpoint to a temporary sibling and rename it: a kill never leaves half a checkpoint."""
-    payload = {name: module.state_dict() for name, module in modules.items()}
-    payload |= {"state": state, "rng": torch.get_rng_state()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(payload, temporary)
-    temporary.replace(path)
-
-
-def _restore(path: Path, modules: dict[str, Any]) -> dict[str, Any]:
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    for name, module in modules.items():
-        module.load_state_dict(payload[name])
-    torch.set_rng_state(payload["rng"])
-    return payload["state"]
 
 
 def _step_losses(

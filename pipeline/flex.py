@@ -1,0 +1,24 @@
+"""Stage `flex`: Flexible BERT from the teacher; the supernet with gates and off-ramps goes to artifacts/flex."""
+
+from pathlib import Path
+
+from pipeline.prepare import PREPARED_DIR
+from pipeline.stage import METRICS_DIR, metrics_path, run_stage
+from pipeline.teacher import CHECKPOINT_ROOT, TEACHER_DIR
+from top.atomic import write_json
+from top.flex.report import plot_flex, write_points
+from top.flex.run import flex_teacher
+from top.params import Params
+
+FLEX_DIR = "artifacts/flex"
+
+
+def main(params: Params) -> None:
+    metrics, points = flex_teacher(PREPARED_DIR, TEACHER_DIR, params.flex, FLEX_DIR, CHECKPOINT_ROOT)
+    write_points(points, Path(METRICS_DIR) / "flex_points.csv")
+    plot_flex(metrics, points, Path(METRICS_DIR) / "flex.png")
+    write_json(metrics_path("flex"), metrics)
+
+
+if __name__ == "__main__":
+    run_stage("flex", main)

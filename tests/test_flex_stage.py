@@ -1,0 +1,62 @@
+"""The flex job end to end on a toy task: metrics shape, resume from finished phases, reload, bad params."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from top.errors import ParamsError
+from top.flex.dynamic import dynamic_forward
+from top.flex.run import flex_teacher
+from top.flex.supernet import FlexibleBertForSequenceClassification
+from top.params import parse_params
+
+
+def toy_flex_params(params_dict):
+    """toy_top already holds the tiny pipeline params; its teacher has 3 layers, so three depths; grafting
+    needs a second epoch (never in the last one)."""
+    params_dict["flex"].update(depths=[1.0, 0.67, 0.34], width_epochs=2)
+    return parse_params(params_dict).flex
+
+
+def test_flex_job_measures_grids_and_the_dynamic_range_and_resumes(toy_top, params_dict):
+    _, _, _, _, tmp_path = toy_top
+    params = toy_flex_params(params_dict)
+    metrics, points = flex_teacher(
+        tmp_path / "prepared", tmp_path / "teacher", params, tmp_path / "flex", tmp_path / "ckpt"
+    )
+    assert set(metrics["grids"]) == {"grafted", "plain"}
+    assert len(metrics["grids"]["grafted"]) == 2 * 3  # widths x depths (3 layers: 3, 2, 1)
+    assert metrics["training"]["grafted_width"]["grafts"] > 0 and metrics["training"]["plain_width"]["grafts"] == 0
+    assert len(metrics["grafting_gain_per_subnet"]) == 6
+    assert len(points) == metrics["dynamic_points"] == 3 * 2  # monotone maps of 2 classes over 2 widths x 2 thresholds
+    best = metrics["best_tradeoff"]
+    assert 0 < best["report_macs_ratio"] <= 1.1 and 0 <= best["report_score"] <= 1
+    macs = [point["report_macs_ratio"] for point in metrics["dynamic_front"]]
+    assert macs == sorted(macs)
+    json.dumps(metrics)  # serialisable as flex.json
+
+    again, _ = flex_teacher(tmp_path / "prepared", tmp_path / "teacher", params, tmp_path / "flex", tmp_path / "ckpt")
+    assert all(summary.get("restored") for summary in again["training"].values())
+    assert again["grids"] == metrics["grids"]
+
+    model = FlexibleBertForSequenceClassification.from_pretrained(tmp_path / "flex").eval()
+    assert model.config.flex_exit_layers == [1, 2] and len(model.gates) == 3
+    ids = model.dummy_inputs["input_ids"]
+    trace = dynamic_forward(model, ids, ids.ne(0).long(), None, [0.5, 1.0], 0.3)
+    assert trace.logits.shape == (ids.shape[0], 2)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("widths", [0.5, 0.25], "must include 1.0"),
+        ("thresholds", [-0.1], "non-negative"),
+        ("graft_alpha", 1.5, "at most 1"),
+    ],
+)
+def test_bad_flex_params_are_clear_errors(params_dict, key, value, message):
+    params_dict["flex"][key] = value
+    with pytest.raises(ParamsError, match=message):
+        parse_params(params_dict)
