@@ -67,6 +67,12 @@ def test_dvc_repro_whole_pipeline_on_a_tiny_model(params_dict, tiny_bert_dir, tm
     }
     assert benchmark["latency"]["top-int8-eager"]["padded"]["batch_4"]["median_ms"] > 0
     assert (project / "artifacts/metrics/benchmark.png").stat().st_size > 0
+    flex = json.loads((project / "artifacts/metrics/flex.json").read_text())
+    assert {"grids", "dynamic_front", "best_tradeoff", "teacher"} <= set(flex)
+    assert (project / "artifacts/metrics/flex.png").stat().st_size > 0
+    flex_latency = json.loads((project / "artifacts/metrics/flex_benchmark.json").read_text())["latency"]
+    assert set(flex_latency) == {"dense-fp32-eager", "flex-dynamic-fp32-eager", "flex-static-fp32-eager"}
+    assert flex_latency["flex-dynamic-fp32-eager"]["dynamic"]["batch_4"]["speedup_vs_best_dense_fp32"] > 0
     second = run(["dvc", "repro"], project, env)
     assert second.returncode == 0 and "Running stage" not in second.stdout, second.stdout
 

@@ -61,7 +61,7 @@ def benchmark_models(
     } | (QUICK if quick else {})
     torch.set_num_threads(params.threads)
     spec, splits, meta = load_prepared(prepared_dir)
-    measured = {name: _read_metrics(path) for name, path in stage_metrics.items()}
+    measured = {name: read_stage_metrics(path) for name, path in stage_metrics.items()}
     quantized = measured["quantize"].get("enabled", False)
     examples = splits["eval"].shuffle(seed=params.seed).select(range(min(settings["examples"], len(splits["eval"]))))
     tokenizer = load_tokenizer(str(fp32_dirs["teacher"]))
@@ -103,7 +103,7 @@ def benchmark_models(
             "dynamic": measured["prune"]["macs_ratio_real_lengths"],
             "padded": measured["prune"]["macs_ratio_padded_max_length"],
         },
-        "latency": _nested(rows),
+        "latency": nested_latency(rows),
         "summary": _summary(rows, measured["prune"]),
     }
     write_json(output_json, result)
@@ -119,13 +119,13 @@ def _load_int8(model_dir: Path, runtime: str) -> Any:
     return model
 
 
-def _read_metrics(path: Path) -> dict[str, Any]:
+def read_stage_metrics(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path} not found: run the stage that writes it first")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _nested(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def nested_latency(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """model -> inputs -> batch_<n> -> numbers: the shape `dvc metrics diff` can compare key by key."""
     nested: dict[str, Any] = {}
     for row in rows:

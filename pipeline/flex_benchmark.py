@@ -1,0 +1,25 @@
+"""Stage `flex_benchmark`: CPU latency of the flexible models (dynamic and static) beside the dense teacher."""
+
+from pathlib import Path
+
+from pipeline.flex import FLEX_DIR
+from pipeline.prepare import PREPARED_DIR
+from pipeline.stage import metrics_path, run_stage
+from pipeline.teacher import TEACHER_DIR
+from top.flex.bench import benchmark_flex
+from top.params import Params
+
+
+def main(params: Params) -> None:
+    benchmark_flex(
+        PREPARED_DIR,
+        Path(TEACHER_DIR),
+        Path(FLEX_DIR),
+        Path(metrics_path("flex")),
+        params.benchmark,
+        Path(metrics_path("flex_benchmark")),
+    )
+
+
+if __name__ == "__main__":
+    run_stage("flex_benchmark", main)

@@ -1,0 +1,95 @@
+"""CPU latency of the flexible models beside the dense teacher, with the benchmark stage's own machinery.
+
+Variants: the dense teacher (eager, and compiled when the benchmark params say so), the best dynamic
+trade-off (gates route each example, off-ramps exit early; batches are split by route as in
+``top.flex.dynamic``), and the static subnet whose MACs are closest to it. Same inputs, batch sizes, threads,
+warm-up and repetitions as the `benchmark` stage, so the speed-ups read the same way as ToP's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from top.atomic import write_json
+from top.backbone import check_bert_dir, load_tokenizer
+from top.bench import Variant, machine_info, run_benchmark
+from top.bench_stage import nested_latency, read_stage_metrics
+from top.data.prepare import load_prepared
+from top.flex.dynamic import dynamic_forward
+from top.flex.supernet import FlexibleBertForSequenceClassification
+from top.params import BenchmarkParams
+from top.pruning.model import TokenPruningBertForSequenceClassification
+from top.quantize import compiled_fp32
+
+
+def closest_static(grid: list[dict[str, Any]], macs_ratio: float) -> dict[str, Any]:
+    return min(grid, key=lambda row: abs(row["macs_ratio"] - macs_ratio))
+
+
+def benchmark_flex(
+    prepared_dir: str | Path,
+    teacher_dir: Path,
+    flex_dir: Path,
+    flex_metrics: Path,
+    params: BenchmarkParams,
+    output_json: Path,
+) -> dict[str, Any]:
+    torch.set_num_threads(params.threads)
+    check_bert_dir(teacher_dir)
+    check_bert_dir(flex_dir)
+    spec, splits, meta = load_prepared(prepared_dir)
+    measured = read_stage_metrics(flex_metrics)
+    best = measured["best_tradeoff"]
+    static = closest_static(measured["grids"][measured["main_supernet"]], best["report_macs_ratio"])
+    examples = splits["eval"].shuffle(seed=params.seed).select(range(min(params.examples, len(splits["eval"]))))
+    tokenizer = load_tokenizer(str(teacher_dir))
+    dense = TokenPruningBertForSequenceClassification.from_pretrained(str(teacher_dir)).eval()
+    flexible = FlexibleBertForSequenceClassification.from_pretrained(str(flex_dir)).eval()
+
+    def route(batch: dict[str, torch.Tensor]) -> Any:
+        return dynamic_forward(
+            flexible,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch.get("token_type_ids"),
+            best["map"],
+            best["threshold"],
+        )
+
+    variants = [Variant("dense", "fp32", "eager", lambda batch: dense(**batch))]
+    if params.compile:
+        compiled = compiled_fp32(dense)
+        variants.append(Variant("dense", "fp32", "compiled", lambda batch: compiled(**batch)))
+    variants += [
+        Variant("flex-dynamic", "fp32", "eager", route),
+        Variant(
+            "flex-static",
+            "fp32",
+            "eager",
+            lambda batch: flexible(**batch, width=static["width"], depth=static["depth"]),
+        ),
+    ]
+    dev = {
+        "dense": measured["teacher"]["report"],
+        "flex-dynamic": best["report_score"],
+        "flex-static": static["report_score"],
+    }
+    rows = run_benchmark(
+        variants, examples, tokenizer, params.batch_sizes, meta["max_length"], params.warmup, params.repetitions
+    )
+    for row in rows:
+        row["dev_metric_report_half"] = dev[row["family"]]
+    result = {
+        "task": spec.name,
+        "metric": spec.primary_metric,
+        "machine": machine_info(params.threads),
+        "dynamic": {"map": best["map"], "threshold": best["threshold"], "macs_ratio": best["report_macs_ratio"]},
+        "static": {"width": static["width"], "depth": static["depth"], "macs_ratio": static["macs_ratio"]},
+        "dev_metric_report_half": dev,
+        "latency": nested_latency(rows),
+    }
+    write_json(output_json, result)
+    return result
