@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from pipeline.sweep import sweep_table, write_sweep
 from pipeline.workspace import (
+    FLEX_STAGES,
     STAGES,
     StageFailed,
     create_workspace,
@@ -40,6 +41,10 @@ QUICK_OVERRIDES: dict[str, Any] = {
     "benchmark.examples": 32,
     "benchmark.repetitions": 5,
     "benchmark.compile": False,
+    "flex.importance_samples": 32,
+    "flex.gate_epochs": 2,
+    "flex.width_map_grid": [0.25, 0.5, 1.0],
+    "flex.thresholds": [0.0, 0.3],
 }
 
 
@@ -69,7 +74,8 @@ def workspace_task(project: Path, name: str, overrides: dict[str, Any]) -> Path:
 @task
 def record_task(workspace: Path, name: str) -> dict[str, Any]:
     save_experiment(workspace, name)
-    metrics = {stage: read_metrics(workspace, stage) for stage in ("teacher", "prune", "quantize", "benchmark")}
+    stages = ("teacher", "prune", "quantize", "benchmark", "flex")
+    metrics = {stage: read_metrics(workspace, stage) for stage in stages}
     create_markdown_artifact(markdown=run_summary(name, metrics), key="top-run-summary", description=name)
     return metrics
 
@@ -92,14 +98,16 @@ def compress(
     name: str | None = None,
     project: str | None = None,
     keep_workspace: bool = False,
+    flex: bool = False,
 ) -> dict[str, Any]:
-    """Run every stage for one setting and record it as DVC experiment ``name`` (default: derived from the setting)."""
+    """Run every stage (with ``flex``, the Flexible BERT stages too) for one setting and record it as DVC
+    experiment ``name`` (default: derived from the setting)."""
     project_dir = Path(project) if project else PROJECT_DIR
     settings = run_overrides(task, target_macs, int8, quick, overrides or {})
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     run_name = name or f"{task}-macs{target_macs:g}{'-int8' if int8 else ''}{'-quick' if quick else ''}-{stamp}"
     workspace = workspace_task(project_dir, run_name, settings)
-    for stage in STAGES:
+    for stage in STAGES + (FLEX_STAGES if flex else ()):
         stage_task(workspace, stage)
     metrics = record_task(workspace, run_name)
     if not keep_workspace:
@@ -141,4 +149,8 @@ def run_summary(name: str, metrics: dict[str, Any]) -> str:
         lines.append(f"| ToP INT8 dev {metric} | {quantize['top']['int8'].get(metric, 'n/a')} |")
     for key, entry in benchmark.get("summary", {}).items():
         lines.append(f"| speed-up {key} | {entry['speedup_vs_best_dense_fp32']} |")
+    if metrics.get("flex"):
+        best = metrics["flex"]["best_tradeoff"]
+        lines.append(f"| Flexible BERT best trade-off {metric} (report half) | {best['report_score']} |")
+        lines.append(f"| Flexible BERT best trade-off MACs ratio | {best['report_macs_ratio']} |")
     return "\n".join(lines) + "\n"

@@ -25,6 +25,8 @@ from top.errors import ParamsError
 
 RUNS_DIR = ".work/runs"
 STAGES = ("prepare", "teacher", "prune", "baselines", "quantize", "benchmark")
+# Flexible BERT, run on request (flow parameter ``flex``); it needs only prepare and teacher.
+FLEX_STAGES = ("flex", "flex_benchmark")
 # Exit code of a stage that failed on user input (bad params, missing data): retrying cannot help.
 USER_ERROR_EXIT = 2
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -64,10 +64,11 @@ def test_compress_deployment_records_dvc_experiments(served_project):
 
     # The tiny random model scores the same at every step, so the best checkpoint is the first that meets the
     # target: at 1.0 that is the unpruned one, a clearly different MACs ratio from run-a.
-    second, second_id = deploy_run(project, env, "task=toy", "target_macs=1.0", "int8=false", "name=run-b")
+    second, second_id = deploy_run(project, env, "task=toy", "target_macs=1.0", "int8=false", "flex=true", "name=run-b")
     assert second.returncode == 0 and "in 'Completed'" in second.stdout, second.stdout[-3000:]
     logs = flow_run_logs(project, env, second_id)
     assert "prepare: up to date, skipped" in logs and "teacher: up to date, skipped" in logs
+    assert "flex: ran" in logs and "flex_benchmark: ran" in logs
 
     diff = run(["dvc", "exp", "diff", "run-a", "run-b", "--json"], project, env)
     assert diff.returncode == 0, diff.stderr
@@ -75,6 +76,7 @@ def test_compress_deployment_records_dvc_experiments(served_project):
     prune = changes["metrics"]["artifacts/metrics/prune.json"]
     assert prune["target_macs"]["old"] == 0.5 and prune["target_macs"]["new"] == 1.0
     assert prune["macs_ratio_real_lengths"]["new"] > prune["macs_ratio_real_lengths"]["old"]
+    assert "artifacts/metrics/flex.json" in changes["metrics"]  # only run-b ran the Flexible BERT stages
 
     failed, failed_id = deploy_run(project, env, "task=toy", 'overrides={"prune.bins": 0}', "name=run-bad")
     assert failed.returncode != 0 and "in state 'Failed'" in failed.stdout, failed.stdout[-3000:]
