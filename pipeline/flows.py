@@ -72,8 +72,8 @@ def workspace_task(project: Path, name: str, overrides: dict[str, Any]) -> Path:
 
 
 @task
-def record_task(workspace: Path, name: str) -> dict[str, Any]:
-    save_experiment(workspace, name)
+def record_task(workspace: Path, name: str, stages: tuple[str, ...]) -> dict[str, Any]:
+    save_experiment(workspace, name, stages)
     stages = ("teacher", "prune", "quantize", "benchmark", "flex")
     metrics = {stage: read_metrics(workspace, stage) for stage in stages}
     create_markdown_artifact(markdown=run_summary(name, metrics), key="top-run-summary", description=name)
@@ -107,9 +107,10 @@ def compress(
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     run_name = name or f"{task}-macs{target_macs:g}{'-int8' if int8 else ''}{'-quick' if quick else ''}-{stamp}"
     workspace = workspace_task(project_dir, run_name, settings)
-    for stage in STAGES + (FLEX_STAGES if flex else ()):
+    stages = STAGES + (FLEX_STAGES if flex else ())
+    for stage in stages:
         stage_task(workspace, stage)
-    metrics = record_task(workspace, run_name)
+    metrics = record_task(workspace, run_name, stages)
     if not keep_workspace:
         remove_workspace(workspace)
     return {"name": run_name, **metrics}

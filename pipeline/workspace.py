@@ -116,10 +116,15 @@ def reproduce_stage(workspace: Path, stage: str) -> StageResult:
     return StageResult(stage, ran=f"Running stage '{stage}'" in result.stdout, log=log)
 
 
-def save_experiment(workspace: Path, name: str) -> None:
-    """Record the workspace (params, dvc.lock, metrics) as DVC experiment ``name`` in the project."""
+def save_experiment(workspace: Path, name: str, stages: tuple[str, ...]) -> None:
+    """Record the workspace (params, dvc.lock, metrics) as DVC experiment ``name`` in the project.
+
+    Only ``stages`` (the ones this run reproduced) are committed: a stage the run skipped on purpose (the
+    Flexible BERT ones, unless asked for) has no outputs here, and `dvc exp save` would refuse to save.
+    """
     # Metrics files not yet committed in the project are untracked in the clone: include them explicitly.
-    _checked(["dvc", "exp", "save", "--force", "-n", name, "--include-untracked", "artifacts/metrics"], workspace)
+    args = ["dvc", "exp", "save", "--force", "-n", name, "--include-untracked", "artifacts/metrics", *stages]
+    _checked(args, workspace)
     _checked(["dvc", "exp", "push", "--force", "--no-cache", "origin", name], workspace)
 
 
