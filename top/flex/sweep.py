@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import datasets
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from top.data.batches import batch_loader, model_inputs
@@ -151,7 +152,7 @@ def dynamic_points(
 ) -> list[dict[str, object]]:
     """One point per (map, threshold): score and mean MACs ratio on the select and on the report part."""
     points = []
-    for width_map in maps:
+    for width_map in tqdm(maps, desc="flex dynamic sweep"):
         trace = dynamic_trace(model, split, tokenizer, width_map, batch_size)
         for threshold in thresholds:
             resolved = resolve_exits(trace, threshold)
