@@ -45,6 +45,18 @@ class CustomDatasetParams:
 
 
 @dataclass(frozen=True)
+class QAParams:
+    """Extractive QA (SQuAD v1.1): windows over long contexts, answer decoding, and the local split."""
+
+    max_length: int = _check(32, 512)
+    doc_stride: int = _check(1)
+    max_answer_length: int = _check(1)
+    n_best: int = _check(1)
+    eval_share: float = _check(0, 1, exclusive_minimum=True)
+    split_seed: int = _check(0)
+
+
+@dataclass(frozen=True)
 class DataParams:
     task: str
     data_dir: str | None
@@ -53,6 +65,7 @@ class DataParams:
     max_eval_samples: int | None = _check(1)
     seed: int = _check(0)
     custom: dict[str, CustomDatasetParams]
+    qa: QAParams
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,7 @@ class PruneParams:
     prune_layers: list[int]
     bins: int = _check(1)
     gates: str = _check(choices=("learned", "forced_on"))
+    protect_question: bool
     top_k: int = _check(1)
     distill_layers: list[int]
     rank_loss_weight: float = _check(0)

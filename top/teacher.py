@@ -14,10 +14,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import torch
 from dvclive import Live
 from transformers import (
+    BertForQuestionAnswering,
     BertForSequenceClassification,
     DataCollatorWithPadding,
     EvalPrediction,
@@ -37,6 +39,7 @@ from top.errors import ParamsError
 from top.fingerprint import fingerprint
 from top.metrics import compute_metrics, predictions_from_logits
 from top.params import TeacherParams
+from top.qa.evaluate import QAReference
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +85,7 @@ def finetune_teacher(
     load_bert_config(backbone)  # fails early, with a clear message, on anything that is not a BERT
     tokenizer = load_tokenizer(backbone)
     set_seed(params.seed)  # before from_pretrained: the new classifier head's init must be repeatable
-    model = _new_classifier(spec, backbone)
+    model = _new_model(spec, backbone)
 
     run = fingerprint({"backbone": backbone, "teacher": asdict(params), "data": meta})
     checkpoint_dir = Path(checkpoint_root) / f"teacher-{run}"
@@ -97,7 +100,7 @@ def finetune_teacher(
         eval_dataset=splits["eval"],
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=lambda prediction: _score(spec, prediction),
+        compute_metrics=lambda prediction: _score(spec, splits, meta, prediction),
         callbacks=[DVCLiveCallback(live=live)],
     )
     started = time.perf_counter()
@@ -108,7 +111,7 @@ def finetune_teacher(
     eval_speed = []
     for split in spec.eval_splits:
         prediction = trainer.predict(splits[split.name], metric_key_prefix=split.name)
-        evaluation[split.name] = _score(spec, prediction)
+        evaluation[split.name] = _score(spec, splits, meta, prediction)
         eval_speed.append(prediction.metrics[f"{split.name}_samples_per_second"])
 
     with atomic_directory(output_dir) as staging:
@@ -126,6 +129,7 @@ def finetune_teacher(
         "eval": evaluation,
         "train_examples": len(splits["train"]),
         "eval_examples": {split.name: len(splits[split.name]) for split in spec.eval_splits},
+        **({"questions": meta["questions"]} if spec.is_qa else {}),
         "epochs": params.epochs,
         "train_seconds": round(train_seconds, 2),
         "train_examples_per_second": round(train_output.metrics["train_samples_per_second"], 3),
@@ -134,7 +138,9 @@ def finetune_teacher(
     }
 
 
-def _new_classifier(spec: TaskSpec, backbone: str) -> BertForSequenceClassification:
+def _new_model(spec: TaskSpec, backbone: str) -> BertForSequenceClassification | BertForQuestionAnswering:
+    if spec.is_qa:
+        return BertForQuestionAnswering.from_pretrained(resolve_backbone(backbone))
     labels = spec.label_names or ()
     return BertForSequenceClassification.from_pretrained(
         resolve_backbone(backbone),
@@ -169,6 +175,12 @@ def _training_arguments(params: TeacherParams, checkpoint_dir: Path, device: str
     )
 
 
-def _score(spec: TaskSpec, prediction: EvalPrediction) -> dict[str, float]:
+def _score(
+    spec: TaskSpec, splits: datasets.DatasetDict, meta: dict[str, Any], prediction: EvalPrediction
+) -> dict[str, float]:
+    if spec.is_qa:  # predictions: start and end logits per window, padded with -100 past each window's end
+        start_logits, end_logits = prediction.predictions
+        reference = QAReference.from_prepared(splits, meta)
+        return reference.score(splits["eval"], list(start_logits), list(end_logits))[0]
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     return compute_metrics(spec, predictions_from_logits(spec, logits), prediction.label_ids)

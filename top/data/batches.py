@@ -7,13 +7,14 @@ import torch
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+TARGETS = ("label", "start_positions", "end_positions")  # classification, extractive QA
 
 
 def batch_loader(
     split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int, shuffle: bool, seed: int
 ) -> torch.utils.data.DataLoader:
-    """Batches of model inputs and ``labels`` with dynamic padding; a seeded order when shuffled."""
-    columns = [c for c in (*MODEL_INPUTS, "label") if c in split.column_names]
+    """Batches of model inputs and targets with dynamic padding; a seeded order when shuffled."""
+    columns = [c for c in (*MODEL_INPUTS, *TARGETS) if c in split.column_names]
     collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(

@@ -21,6 +21,7 @@ from top.data.sources import load_task, resolve_data_dir
 from top.data.tasks import EvalSplit, TaskSpec, resolve_task
 from top.errors import DataError
 from top.params import DataParams
+from top.qa.prepare import prepare_qa
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ def prepare_task(data: DataParams, backbone: str, output_dir: str | Path) -> dic
     spec = resolve_task(data.task, data.custom)
     data_dir = resolve_data_dir(data.data_dir)
     log.info("loading task %s from %s", spec.name, data_dir or "the Hugging Face hub")
+    if spec.is_qa:
+        return prepare_qa(spec, data, data_dir, backbone, output_dir)
     spec, splits, source = load_task(spec, data_dir)
     splits = _subsample(splits, data)
     tokenizer = load_tokenizer(backbone)

@@ -101,7 +101,7 @@ def _load_custom(spec: TaskSpec, data_dir: Path | None) -> tuple[TaskSpec, datas
 
 def _read_files(spec: TaskSpec, files: dict[str, Path]) -> tuple[datasets.DatasetDict, dict[str, Any]]:
     splits = {name: datasets.Dataset.from_dict(read_split(spec, path)) for name, path in files.items()}
-    return datasets.DatasetDict(splits), {"kind": "local", "files": _describe_files(files)}
+    return datasets.DatasetDict(splits), {"kind": "local", "files": describe_files(files)}
 
 
 def _custom_path(declared: str, data_dir: Path | None) -> Path:
@@ -120,7 +120,7 @@ def _distinct_labels(spec: TaskSpec, path: Path) -> tuple[str, ...]:
     return tuple(labels)
 
 
-def _describe_files(files: dict[str, Path]) -> dict[str, dict[str, str]]:
+def describe_files(files: dict[str, Path]) -> dict[str, dict[str, str]]:
     """Record each source file's path and sha256, so a prepared dataset says exactly what it came from."""
     described = {}
     for split, path in files.items():

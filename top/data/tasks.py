@@ -19,6 +19,7 @@ F1 = "f1"
 MATTHEWS = "matthews_correlation"
 PEARSON = "pearson"
 SPEARMAN = "spearman"
+EXACT_MATCH = "exact_match"  # SQuAD's, from top.qa.metrics
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,16 @@ class TaskSpec:
     eval_path: str | None = None
     # User-declared datasets may leave their label set to be read off the training file.
     infer_labels: bool = False
+    # "classification" (a label per text or pair, regression included) or "qa" (extractive answer spans).
+    kind: str = "classification"
+
+    @property
+    def is_qa(self) -> bool:
+        return self.kind == "qa"
 
     @property
     def is_regression(self) -> bool:
-        return self.raw_labels is None and not self.infer_labels
+        return not self.is_qa and self.raw_labels is None and not self.infer_labels
 
     @property
     def is_pair(self) -> bool:
@@ -65,6 +72,8 @@ class TaskSpec:
 
     @property
     def num_labels(self) -> int:
+        if self.is_qa:
+            return 2  # a start and an end score per token
         return 1 if self.raw_labels is None else len(self.raw_labels)
 
 
@@ -195,6 +204,20 @@ GLUE_TASKS: dict[str, TaskSpec] = {
 }
 
 
+# SQuAD v1.1: the hub's "squad" dataset, or <root>/squad/dev-v1.1.json split by article (see top.qa.prepare).
+SQUAD = TaskSpec(
+    name="squad",
+    text_columns=("question", "context"),
+    label_column="answers",
+    raw_labels=None,
+    label_names=None,
+    metrics=(F1, EXACT_MATCH),
+    eval_splits=_DEV,
+    hub_config="plain_text",
+    kind="qa",
+)
+
+
 def custom_task(name: str, params: CustomDatasetParams) -> TaskSpec:
     """A user-declared classification dataset; labels are inferred from the training file when not listed."""
     if len(params.text_columns) not in (1, 2):
@@ -221,5 +244,7 @@ def resolve_task(name: str, custom: dict[str, CustomDatasetParams]) -> TaskSpec:
         return custom_task(key, custom[key])
     if key in GLUE_TASKS:
         return GLUE_TASKS[key]
-    known = sorted(GLUE_TASKS) + sorted(custom)
+    if key == SQUAD.name:
+        return SQUAD
+    known = [*sorted(GLUE_TASKS), SQUAD.name, *sorted(custom)]
     raise ParamsError(f"unknown task name {name!r} in data.task; known tasks: {', '.join(known)}")

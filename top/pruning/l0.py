@@ -69,24 +69,37 @@ class PruningMasks(nn.Module):
 
 
 def layer_lengths(
-    lengths: torch.Tensor, prune_layers: list[int], keep_ratios: torch.Tensor, layers: int
+    lengths: torch.Tensor,
+    prune_layers: list[int],
+    keep_ratios: torch.Tensor,
+    layers: int,
+    fixed: torch.Tensor | int = 1,
 ) -> list[torch.Tensor]:
-    """Tokens entering each layer (and after the last) for each example: ``(n - 1) * cumulative + 1``."""
+    """Tokens entering each layer (and after the last) for each example: ``(n - f) * cumulative + f``.
+
+    ``fixed`` (f) counts the tokens no pruning removes: [CLS] alone, or [CLS] and a protected question.
+    """
     schedule = dict(zip(prune_layers, keep_ratios, strict=True))
     cumulative = torch.ones((), dtype=keep_ratios.dtype, device=keep_ratios.device)
-    per_layer = [lengths.to(keep_ratios.dtype)]
+    lengths = lengths.to(keep_ratios.dtype)
+    fixed = torch.as_tensor(fixed, dtype=keep_ratios.dtype, device=keep_ratios.device)
+    per_layer = [lengths]
     for layer in range(1, layers + 1):
         if layer in schedule:
             cumulative = cumulative * schedule[layer]
-        per_layer.append((lengths.to(keep_ratios.dtype) - 1) * cumulative + 1)
+        per_layer.append((lengths - fixed) * cumulative + fixed)
     return per_layer
 
 
 def expected_macs_ratio(
-    dims: EncoderDims, lengths: torch.Tensor, prune_layers: list[int], keep_ratios: torch.Tensor
+    dims: EncoderDims,
+    lengths: torch.Tensor,
+    prune_layers: list[int],
+    keep_ratios: torch.Tensor,
+    fixed: torch.Tensor | int = 1,
 ) -> torch.Tensor:
     """Mean over the batch of pruned / dense encoder MACs, each example at its own unpadded length."""
-    per_layer = layer_lengths(lengths, prune_layers, keep_ratios, dims.layers)
+    per_layer = layer_lengths(lengths, prune_layers, keep_ratios, dims.layers, fixed)
     pruned = encoder_macs(dims, per_layer)
     dense = encoder_macs(dims, [lengths.to(keep_ratios.dtype)] * (dims.layers + 1))
     return (pruned / dense).mean()

@@ -59,18 +59,33 @@ class TokenPruningOutput(ModelOutput):
     token_scores: tuple[torch.Tensor, ...] | None = None
 
 
-class TokenPruningBertForSequenceClassification(BertPreTrainedModel):
+@dataclass
+class TokenPruningQAOutput(TokenPruningOutput):
+    start_logits: torch.Tensor | None = None  # [B, N]: one per input position, pruned tokens included
+    end_logits: torch.Tensor | None = None
+
+
+@dataclass
+class EncoderPass:
+    """What the pruning encoder hands a head: the survivors' final states and, on request, every token's."""
+
+    hidden: torch.Tensor  # [B, n, d]: final states of the surviving tokens ([CLS] first)
+    counts: torch.Tensor
+    scores: tuple[torch.Tensor, ...] | None
+    token_states: torch.Tensor | None  # [B, N, d] in input positions: each token's last state while alive
+
+
+class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
+    """The shared pruning encoder; subclasses add a head (sequence classification or extractive QA)."""
+
+    add_pooling_layer = True
+
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
         configure_pruning(config, getattr(config, "prune_layers", []), getattr(config, "keep_ratios", []))
-        self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=True)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
+        self.bert = BertModel(config, add_pooling_layer=self.add_pooling_layer)
 
-    def set_keep_ratios(self, keep_ratios: list[float]) -> TokenPruningBertForSequenceClassification:
+    def set_keep_ratios(self, keep_ratios: list[float]) -> TokenPruningBertPreTrainedModel:
         """Install deployment keep ratios (one per prune layer) in the config, which save_pretrained keeps."""
         configure_pruning(self.config, self.config.prune_layers, keep_ratios)
         return self
@@ -80,26 +95,35 @@ class TokenPruningBertForSequenceClassification(BertPreTrainedModel):
         schedule = dict(zip(self.config.prune_layers, self.config.keep_ratios, strict=True))
         return schedule.get(layer)
 
-    def forward(
+    def encode(
         self,
         input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        mode: Mode = "physical",
-        masks: tuple[torch.Tensor, torch.Tensor] | None = None,
-        return_scores: bool = False,
-    ) -> TokenPruningOutput:
-        """``masks`` (bin masks [P, bins], gates [P], one row per prune layer in config order) drive ``train``."""
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        mode: Mode,
+        masks: tuple[torch.Tensor, torch.Tensor] | None,
+        return_scores: bool,
+        protected: torch.Tensor | None = None,
+        track_states: bool = False,
+    ) -> EncoderPass:
+        """The encoder with token pruning. ``protected`` ([B, N] bool) tokens are never pruned: the keep ratio
+        applies to the others. With ``track_states``, a token removed before layer ``l - 1``'s FFN keeps the
+        state it entered layer ``l - 1`` with (the output of the last layer it went through whole), so every
+        input position has a final state, in all three modes alike (in ``train`` mode, a soft keep weight w
+        mixes ``w * continuing + (1 - w) * forwarded``, which is exact at w in {0, 1}).
+        """
         if mode not in ("physical", "masked", "train"):
             raise ValueError(f"mode must be 'physical', 'masked' or 'train', got {mode!r}")
         if (mode == "train") != (masks is not None):
             raise ValueError("masks are required in 'train' mode and only there")
         alive = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        fixed = _fixed_tokens(alive, protected)
         keys = alive  # train mode never changes the key mask: zero-weighted tokens still act as keys
         hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        states = _StateTracker(hidden, alive) if track_states else None
         counts, scores = [alive.sum(dim=1)], []
         for index in range(self.config.num_hidden_layers):
+            entering = hidden
             attended, probs = self.attention_block(index, hidden, keys if mode == "train" else alive)
             received = received_attention(probs, alive)
             if return_scores:
@@ -108,24 +132,31 @@ class TokenPruningBertForSequenceClassification(BertPreTrainedModel):
             token_weight = None
             if mode == "train" and index + 1 in self.config.prune_layers:
                 position = self.config.prune_layers.index(index + 1)
-                token_weight = sampled_token_weights(received, alive, masks[0][position], masks[1][position])
+                token_weight = sampled_token_weights(received, alive, masks[0][position], masks[1][position], fixed)
+                if states is not None:
+                    states.soft_prune(entering, token_weight)
                 alive = alive & (token_weight > 0)
             elif ratio is not None and mode != "train":
-                keep = select_tokens(received, alive, ratio)
+                keep = select_tokens(received, alive, ratio, fixed)
+                if states is not None:
+                    states.prune(entering, alive & ~keep)
                 if mode == "physical":
-                    attended, alive = gather_tokens(attended, keep)
+                    order = kept_order(keep)
+                    attended, alive = gather_tokens(attended, keep, order)
+                    fixed = torch.gather(fixed, 1, order) & alive
+                    if states is not None:
+                        states.gather(order)
                 else:
                     alive = keep
             hidden = self.feed_forward_block(index, attended)
             if token_weight is not None:
                 hidden = hidden * token_weight[:, :, None]
             counts.append(alive.sum(dim=1))
-        logits = self.classifier(self.dropout(self.bert.pooler(hidden)))
-        return TokenPruningOutput(
-            loss=self._loss(logits, labels),
-            logits=logits,
-            token_counts=torch.stack(counts, 1),
-            token_scores=tuple(scores) if return_scores else None,
+        return EncoderPass(
+            hidden=hidden,
+            counts=torch.stack(counts, 1),
+            scores=tuple(scores) if return_scores else None,
+            token_states=None if states is None else states.final(hidden, alive),
         )
 
     def attention_block(
@@ -141,12 +172,120 @@ class TokenPruningBertForSequenceClassification(BertPreTrainedModel):
     def feed_forward_block(self, index: int, attended: torch.Tensor) -> torch.Tensor:
         return feed_forward(self.bert.encoder.layer[index], attended)
 
+
+class TokenPruningBertForSequenceClassification(TokenPruningBertPreTrainedModel):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        mode: Mode = "physical",
+        masks: tuple[torch.Tensor, torch.Tensor] | None = None,
+        return_scores: bool = False,
+    ) -> TokenPruningOutput:
+        """``masks`` (bin masks [P, bins], gates [P], one row per prune layer in config order) drive ``train``."""
+        encoded = self.encode(input_ids, attention_mask, token_type_ids, mode, masks, return_scores)
+        logits = self.classifier(self.dropout(self.bert.pooler(encoded.hidden)))
+        return TokenPruningOutput(
+            loss=self._loss(logits, labels),
+            logits=logits,
+            token_counts=encoded.counts,
+            token_scores=encoded.scores,
+        )
+
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
         if labels is None:
             return None
         if self.num_labels == 1:
             return nn.functional.mse_loss(logits.squeeze(-1), labels.float())
         return nn.functional.cross_entropy(logits, labels)
+
+
+class TokenPruningBertForQuestionAnswering(TokenPruningBertPreTrainedModel):
+    """Extractive QA with token pruning: the span head reads every input position's forwarded final state.
+
+    Same weights and module names as ``BertForQuestionAnswering``. With ``config.protect_question`` the
+    question (segment 0: [CLS] question [SEP]) is never pruned; the keep ratios apply to the context.
+    """
+
+    add_pooling_layer = False
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        config.protect_question = bool(getattr(config, "protect_question", False))
+        self.num_labels = 2
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        mode: Mode = "physical",
+        masks: tuple[torch.Tensor, torch.Tensor] | None = None,
+        return_scores: bool = False,
+    ) -> TokenPruningQAOutput:
+        protected = None
+        if self.config.protect_question and token_type_ids is not None:
+            protected = token_type_ids == 0
+        encoded = self.encode(
+            input_ids, attention_mask, token_type_ids, mode, masks, return_scores, protected, track_states=True
+        )
+        start_logits, end_logits = self.qa_outputs(encoded.token_states).unbind(dim=-1)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = (
+                nn.functional.cross_entropy(start_logits, start_positions)
+                + nn.functional.cross_entropy(end_logits, end_positions)
+            ) / 2
+        return TokenPruningQAOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            token_counts=encoded.counts,
+            token_scores=encoded.scores,
+        )
+
+
+class _StateTracker:
+    """Each input position's state from the last layer it was alive in, kept in input order [B, N, d]."""
+
+    def __init__(self, embeddings: torch.Tensor, alive: torch.Tensor) -> None:
+        batch, length = alive.shape
+        self.rows = torch.arange(batch, device=alive.device)[:, None].expand(batch, length)
+        self.positions = torch.arange(length, device=alive.device)[None, :].expand(batch, length)
+        self.states = torch.zeros_like(embeddings)
+        self.survival = torch.ones_like(embeddings[..., 0])  # train mode: product of the keep weights so far
+        self.soft = False
+
+    def prune(self, entering: torch.Tensor, dropped: torch.Tensor) -> None:
+        self.states = self.states.index_put((self.rows[dropped], self.positions[dropped]), entering[dropped])
+
+    def soft_prune(self, entering: torch.Tensor, weight: torch.Tensor) -> None:
+        self.states = self.states + (self.survival * (1 - weight))[:, :, None] * entering
+        self.survival = self.survival * weight
+        self.soft = True
+
+    def gather(self, order: torch.Tensor) -> None:
+        self.positions = torch.gather(self.positions, 1, order)
+        self.rows = self.rows[:, : order.shape[1]]
+
+    def final(self, hidden: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+        if self.soft:
+            return self.states + (self.survival * alive)[:, :, None] * hidden
+        return self.states.index_put((self.rows[alive], self.positions[alive]), hidden[alive])
 
 
 def self_attention(
@@ -181,41 +320,58 @@ def received_attention(probs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor
 
 
 def sampled_token_weights(
-    scores: torch.Tensor, alive: torch.Tensor, bin_masks: torch.Tensor, gate: torch.Tensor
+    scores: torch.Tensor,
+    alive: torch.Tensor,
+    bin_masks: torch.Tensor,
+    gate: torch.Tensor,
+    fixed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Training-time keep weight of every token: its rank bin's mask, switched by the layer gate.
 
-    A live non-[CLS] token of rank r among n gets bin floor(r / n * bins); [CLS] gets 1, dead tokens 0.
+    A live prunable token of rank r among n gets bin floor(r / n * bins); ``fixed`` tokens ([CLS] at least)
+    get 1, dead tokens 0.
     """
     bins = bin_masks.shape[0]
-    candidates = alive.clone()
-    candidates[:, 0] = False
+    fixed = _fixed_tokens(alive, fixed)
+    candidates = alive & ~fixed
     live = candidates.sum(dim=1, keepdim=True).clamp(min=1)
     rank = scores.masked_fill(~candidates, float("-inf")).argsort(dim=1, descending=True, stable=True).argsort(dim=1)
     token_bin = (rank * bins // live).clamp(max=bins - 1)
     weight = 1.0 - (1.0 - bin_masks[token_bin]) * gate
-    weight = weight * candidates
-    weight[:, 0] = alive[:, 0].to(weight.dtype)
-    return weight
+    return torch.where(fixed, torch.ones_like(weight), weight * candidates)
 
 
-def select_tokens(scores: torch.Tensor, alive: torch.Tensor, keep_ratio: float) -> torch.Tensor:
-    """Keep [CLS] and the round(keep_ratio * n) best-scored of each example's n live non-[CLS] tokens."""
-    candidates = alive.clone()
-    candidates[:, 0] = False
+def select_tokens(
+    scores: torch.Tensor, alive: torch.Tensor, keep_ratio: float, fixed: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Keep the ``fixed`` tokens ([CLS] at least) and the round(keep_ratio * n) best-scored of the n others."""
+    fixed = _fixed_tokens(alive, fixed)
+    candidates = alive & ~fixed
     keep_count = torch.round(candidates.sum(dim=1).to(scores.dtype) * keep_ratio).long()
     ranked = scores.masked_fill(~candidates, float("-inf"))
     order = ranked.argsort(dim=1, descending=True, stable=True)
     rank = order.argsort(dim=1)
-    keep = (rank < keep_count[:, None]) & candidates
-    keep[:, 0] = alive[:, 0]
-    return keep
+    return ((rank < keep_count[:, None]) & candidates) | fixed
 
 
-def gather_tokens(hidden: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _fixed_tokens(alive: torch.Tensor, fixed: torch.Tensor | None) -> torch.Tensor:
+    """Tokens no pruning may remove: the given ones that are alive, and [CLS]."""
+    fixed = torch.zeros_like(alive) if fixed is None else fixed & alive
+    fixed = fixed.clone()
+    fixed[:, 0] = alive[:, 0]
+    return fixed
+
+
+def kept_order(keep: torch.Tensor) -> torch.Tensor:
+    """Input positions of each example's kept tokens, in order, padded to the largest count: [B, max kept]."""
+    return (~keep).to(torch.int8).argsort(dim=1, stable=True)[:, : int(keep.sum(dim=1).max())]
+
+
+def gather_tokens(
+    hidden: torch.Tensor, keep: torch.Tensor, order: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Move each example's kept tokens to the front (order preserved) and cut the batch to the longest."""
-    kept = keep.sum(dim=1)
-    order = (~keep).to(torch.int8).argsort(dim=1, stable=True)[:, : int(kept.max())]
+    order = kept_order(keep) if order is None else order
     gathered = torch.gather(hidden, 1, order[:, :, None].expand(-1, -1, hidden.shape[-1]))
-    alive = torch.arange(order.shape[1], device=keep.device)[None, :] < kept[:, None]
+    alive = torch.arange(order.shape[1], device=keep.device)[None, :] < keep.sum(dim=1)[:, None]
     return gathered, alive

@@ -18,6 +18,7 @@ from top.data.prepare import load_prepared
 from top.fingerprint import directory_digest, fingerprint
 from top.params import PruneParams
 from top.pruning.train import Evaluation, evaluate, load_models, train_token_pruning
+from top.qa.evaluate import QAReference
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,15 @@ def prune_teacher(
     tokenizer = load_tokenizer(str(teacher_dir))
     teacher, student = load_models(teacher_dir, params)
     max_length = meta["max_length"]
-    dense = evaluate(teacher, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length)
+    reference = QAReference.from_prepared(splits, meta)
+    dense = evaluate(teacher, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length, reference)
     log.info("teacher, same evaluation code: %s", dense.metrics)
 
     run = fingerprint({"prune": asdict(params), "data": meta, "teacher": directory_digest(teacher_dir)})
     checkpoint_file = Path(checkpoint_root) / f"prune-{run}.pt"
     resumed = checkpoint_file.is_file()
     model, pruned, summary = train_token_pruning(
-        teacher, student, spec, splits, tokenizer, params, max_length, checkpoint_file=checkpoint_file
+        teacher, student, spec, splits, tokenizer, params, max_length, checkpoint_file, reference
     )
     with atomic_directory(output_dir) as staging:
         model.save_pretrained(str(staging))
@@ -70,6 +72,7 @@ def prune_metrics(
     return {
         "task": task,
         "target_macs": params.target_macs,
+        **({"protect_question": params.protect_question} if "exact_match" in pruned.metrics else {}),
         **pruned.metrics,
         "teacher": dense.metrics,
         "delta_points": round(100 * (pruned.metrics[primary_metric] - dense.metrics[primary_metric]), 3),

@@ -33,8 +33,14 @@ from top.metrics import compute_metrics, predictions_from_logits
 from top.params import PruneParams
 from top.pruning.l0 import LagrangianConstraint, PruningMasks, expected_macs_ratio, warmed_up_target
 from top.pruning.macs import EncoderDims, dense_encoder_macs, encoder_macs
-from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning
+from top.pruning.model import (
+    TokenPruningBertForQuestionAnswering,
+    TokenPruningBertForSequenceClassification,
+    TokenPruningBertPreTrainedModel,
+    configure_pruning,
+)
 from top.pruning.ranking_loss import ranking_distillation_loss
+from top.qa.evaluate import QAReference
 
 log = logging.getLogger(__name__)
 
@@ -47,48 +53,67 @@ class Evaluation:
     macs_ratio: float  # pruned / dense encoder MACs, each example at its real length, averaged
     macs_ratio_padded: float  # pruned encoder MACs / dense MACs at the padded max length, averaged
     keep_ratios: list[float] = field(default_factory=list)
-    predictions: np.ndarray | None = None  # per example, in split order: lets callers compare two models
+    # Per example, in split order (class predictions, or decoded answers for QA): lets callers compare models.
+    predictions: np.ndarray | None = None
+
+
+def pruning_model_class(model_dir: str | Path) -> type[TokenPruningBertPreTrainedModel]:
+    """The token-pruning counterpart of a saved model's head: extractive QA, or sequence classification."""
+    config = TokenPruningBertForSequenceClassification.config_class.from_pretrained(str(model_dir))
+    if any(name.endswith("ForQuestionAnswering") for name in config.architectures or ()):
+        return TokenPruningBertForQuestionAnswering
+    return TokenPruningBertForSequenceClassification
 
 
 def load_models(
     teacher_dir: str | Path, params: PruneParams
-) -> tuple[TokenPruningBertForSequenceClassification, TokenPruningBertForSequenceClassification]:
+) -> tuple[TokenPruningBertPreTrainedModel, TokenPruningBertPreTrainedModel]:
     """The frozen dense teacher and a student initialised from it, with the prune layers of ``params``."""
-    teacher = TokenPruningBertForSequenceClassification.from_pretrained(str(teacher_dir)).eval()
+    teacher = pruning_model_class(teacher_dir).from_pretrained(str(teacher_dir)).eval()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     layers = teacher.config.num_hidden_layers
     for layer in params.distill_layers:
         if not 0 <= layer < layers:
             raise ParamsError(f"prune.distill_layers: layer {layer} is outside the model (0..{layers - 1})")
-    student = load_with_schedule(teacher_dir, params.prune_layers, [1.0] * len(params.prune_layers))
+    student = load_with_schedule(
+        teacher_dir, params.prune_layers, [1.0] * len(params.prune_layers), params.protect_question
+    )
     return teacher, student
 
 
 def load_with_schedule(
-    model_dir: str | Path, prune_layers: list[int], keep_ratios: list[float]
-) -> TokenPruningBertForSequenceClassification:
-    """A saved BERT classifier loaded with a given prune schedule (validated before any weight is read)."""
-    config = TokenPruningBertForSequenceClassification.config_class.from_pretrained(str(model_dir))
+    model_dir: str | Path, prune_layers: list[int], keep_ratios: list[float], protect_question: bool = False
+) -> TokenPruningBertPreTrainedModel:
+    """A saved BERT model loaded with a given prune schedule (validated before any weight is read).
+
+    ``protect_question`` applies to QA models only: their question tokens are then never pruned.
+    """
+    model_class = pruning_model_class(model_dir)
+    config = model_class.config_class.from_pretrained(str(model_dir))
     configure_pruning(config, prune_layers, keep_ratios)
-    return TokenPruningBertForSequenceClassification.from_pretrained(str(model_dir), config=config)
+    if model_class is TokenPruningBertForQuestionAnswering:
+        config.protect_question = protect_question
+    return model_class.from_pretrained(str(model_dir), config=config)
 
 
 def train_token_pruning(
-    teacher: TokenPruningBertForSequenceClassification,
-    student: TokenPruningBertForSequenceClassification,
+    teacher: TokenPruningBertPreTrainedModel,
+    student: TokenPruningBertPreTrainedModel,
     spec: TaskSpec,
     splits: datasets.DatasetDict,
     tokenizer: PreTrainedTokenizerBase,
     params: PruneParams,
     max_length: int,
     checkpoint_file: str | Path | None = None,
-) -> tuple[TokenPruningBertForSequenceClassification, Evaluation, dict[str, Any]]:
+    reference: QAReference | None = None,
+) -> tuple[TokenPruningBertPreTrainedModel, Evaluation, dict[str, Any]]:
     """Train ``student``; return the best model (keep ratios set in its config), its evaluation and a log.
 
     With ``checkpoint_file``, the whole training state (weights, masks, multipliers, optimizers, RNG, best
     model so far) is written there at every evaluation, and a rerun resumes from it: data order and mask
     samples are seeded per epoch and restored, so a resumed run ends where an uninterrupted one would.
+    A QA task needs its ``reference`` to score the eval windows.
     """
     torch.manual_seed(params.seed)
     if params.threads is not None:
@@ -149,7 +174,7 @@ def train_token_pruning(
             progress.update(1)
             if step % params.eval_steps == 0 or step == total_steps:
                 _evaluate_and_keep_best(
-                    state, student, masks, spec, splits, tokenizer, params, max_length, target, losses
+                    state, student, masks, spec, splits, tokenizer, params, max_length, target, losses, reference
                 )
                 if checkpoint_file is not None:
                     save_training_state(Path(checkpoint_file), modules, state)
@@ -171,7 +196,7 @@ def train_token_pruning(
 
 def _evaluate_and_keep_best(
     state: dict[str, Any],
-    student: TokenPruningBertForSequenceClassification,
+    student: TokenPruningBertPreTrainedModel,
     masks: PruningMasks,
     spec: TaskSpec,
     splits: datasets.DatasetDict,
@@ -180,10 +205,11 @@ def _evaluate_and_keep_best(
     max_length: int,
     target: float,
     losses: dict[str, torch.Tensor],
+    reference: QAReference | None,
 ) -> None:
     """Evaluate the deterministic masks; a model may become the best one only once it meets the target."""
     student.set_keep_ratios(masks.deterministic_keep_ratios())
-    evaluation = evaluate(student, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length)
+    evaluation = evaluate(student, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length, reference)
     record = {
         "step": state["step"],
         "target": target,
@@ -202,8 +228,8 @@ def _evaluate_and_keep_best(
 
 
 def _step_losses(
-    teacher: TokenPruningBertForSequenceClassification,
-    student: TokenPruningBertForSequenceClassification,
+    teacher: TokenPruningBertPreTrainedModel,
+    student: TokenPruningBertPreTrainedModel,
     masks: PruningMasks,
     constraint: LagrangianConstraint,
     batch: dict[str, torch.Tensor],
@@ -218,7 +244,21 @@ def _step_losses(
     with torch.no_grad():
         teacher_out = teacher(**inputs, mode="masked", return_scores=True)
     student_out = student(**inputs, mode="train", masks=masks.sample(), return_scores=True)
-    distill = _logit_distillation(student_out.logits, teacher_out.logits, batch["labels"], spec, params)
+    if spec.is_qa:  # the mean of the start and end distributions' distillation, over real positions only
+        live = inputs["attention_mask"].bool()
+        distill = (
+            sum(
+                _soft_distillation(
+                    getattr(student_out, name).masked_fill(~live, -1e4),
+                    getattr(teacher_out, name).masked_fill(~live, -1e4),
+                    params.distill_temperature,
+                )
+                for name in ("start_logits", "end_logits")
+            )
+            / 2
+        )
+    else:
+        distill = _logit_distillation(student_out.logits, teacher_out.logits, batch["labels"], spec, params)
     valid = inputs["attention_mask"].bool().clone()
     valid[:, 0] = False  # [CLS] is never ranked
     teacher_scores = teacher_out.token_scores[-1]
@@ -229,7 +269,11 @@ def _step_losses(
     progress = 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
     rank_weight = params.rank_loss_weight * max(RANK_WEIGHT_FLOOR, 1.0 - progress)
     lengths = inputs["attention_mask"].sum(dim=1)
-    macs_ratio = expected_macs_ratio(dims, lengths, list(params.prune_layers), masks.expected_keep_ratios())
+    fixed = 1  # [CLS]
+    if getattr(student.config, "protect_question", False):
+        fixed = ((inputs["token_type_ids"] == 0) & inputs["attention_mask"].bool()).sum(dim=1)
+    keep_ratios = masks.expected_keep_ratios()
+    macs_ratio = expected_macs_ratio(dims, lengths, list(params.prune_layers), keep_ratios, fixed)
     lagrangian = constraint(macs_ratio, target)
     total = distill + lagrangian + rank_weight * rank
     return {"total": total, "distill": distill, "rank": rank, "lagrangian": lagrangian, "expected_macs": macs_ratio}
@@ -240,7 +284,11 @@ def _logit_distillation(
 ) -> torch.Tensor:
     if spec.is_regression:  # STS-B: the label itself, as the authors do
         return F.mse_loss(student.squeeze(-1), labels.float())
-    temperature = params.distill_temperature
+    return _soft_distillation(student, teacher, params.distill_temperature)
+
+
+def _soft_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) of the softened distributions over the last axis, scaled by T^2."""
     return (
         F.kl_div(
             F.log_softmax(student / temperature, dim=-1),
@@ -253,30 +301,45 @@ def _logit_distillation(
 
 @torch.no_grad()
 def evaluate(
-    model: TokenPruningBertForSequenceClassification,
+    model: TokenPruningBertPreTrainedModel,
     spec: TaskSpec,
     split: datasets.Dataset,
     tokenizer: PreTrainedTokenizerBase,
     batch_size: int,
     max_length: int,
+    reference: QAReference | None = None,
 ) -> Evaluation:
-    """Dev metric and MACs ratios of the physically pruned model (dynamic padding, real lengths)."""
+    """Dev metric and MACs ratios of the physically pruned model (dynamic padding, real lengths).
+
+    A QA task (``spec.is_qa``) needs the split's ``reference`` to decode and score answers.
+    """
+    if spec.is_qa and reference is None:
+        raise ValueError("evaluating a QA model needs the eval split's QAReference")
     model.eval()
     dims = EncoderDims.from_config(model.config)
-    logits, labels, ratios, padded = [], [], [], []
+    logits, labels, starts, ends, ratios, padded = [], [], [], [], [], []
     device = next(model.parameters()).device
     for batch in batch_loader(split, tokenizer, batch_size, shuffle=False, seed=0):
         inputs = model_inputs(batch, device)
         output = model(**inputs, mode="physical")
-        logits.append(output.logits.float().cpu().numpy())
-        labels.append(batch["labels"].numpy())
+        if spec.is_qa:
+            for row, length in enumerate(batch["attention_mask"].sum(dim=1).tolist()):
+                starts.append(output.start_logits[row, :length].float().cpu().numpy())
+                ends.append(output.end_logits[row, :length].float().cpu().numpy())
+        else:
+            logits.append(output.logits.float().cpu().numpy())
+            labels.append(batch["labels"].numpy())
         for counts in output.token_counts.tolist():
             pruned = encoder_macs(dims, counts)
             ratios.append(pruned / dense_encoder_macs(dims, counts[0]))
             padded.append(pruned / dense_encoder_macs(dims, max_length))
-    predictions = predictions_from_logits(spec, np.concatenate(logits))
+    if spec.is_qa:
+        metrics, predictions = reference.score(split, starts, ends)
+    else:
+        predictions = predictions_from_logits(spec, np.concatenate(logits))
+        metrics = compute_metrics(spec, predictions, np.concatenate(labels))
     return Evaluation(
-        metrics=compute_metrics(spec, predictions, np.concatenate(labels)),
+        metrics=metrics,
         macs_ratio=float(np.mean(ratios)),
         macs_ratio_padded=float(np.mean(padded)),
         keep_ratios=list(model.config.keep_ratios),
