@@ -6,11 +6,17 @@ from pipeline.flex import FLEX_DIR
 from pipeline.prepare import PREPARED_DIR
 from pipeline.stage import metrics_path, run_stage
 from pipeline.teacher import TEACHER_DIR
+from top.atomic import write_json
+from top.bench_stage import read_stage_metrics
 from top.flex.bench import benchmark_flex
 from top.params import Params
 
 
 def main(params: Params) -> None:
+    flex = read_stage_metrics(Path(metrics_path("flex")))
+    if "skipped" in flex:
+        write_json(metrics_path("flex_benchmark"), flex)
+        return
     benchmark_flex(
         PREPARED_DIR,
         Path(TEACHER_DIR),

@@ -86,3 +86,28 @@ def test_dvc_repro_whole_pipeline_on_a_tiny_model(params_dict, tiny_bert_dir, tm
     assert set(row) == {"median_ms", "p90_ms", "examples_per_second", "speedup_vs_best_dense_fp32"}
     assert benchmark["latency"]["dense-fp32-eager"]["padded"]["batch_1"]["speedup_vs_best_dense_fp32"] == 1.0
     assert all("speedup_over_macs_reduction" in entry for entry in benchmark["summary"].values())
+
+
+def test_dvc_repro_whole_pipeline_on_squad(params_dict, tiny_bert_dir, shared_data_dir, tmp_path):
+    """`-S data.task=squad` in params: every stage runs on QA windows (flex says it does not apply)."""
+    params = tiny_pipeline_params(params_dict, tiny_bert_dir, tmp_path / "data")
+    params["data"].update(task="squad", data_dir=str(shared_data_dir), max_train_samples=32, max_eval_samples=12)
+    params["data"]["qa"].update(max_length=80, doc_stride=24)
+    params["prune"].update(epochs=20, eval_steps=20)
+    project = scratch_project(tmp_path / "project", params)
+    env = stage_env(tmp_path)
+    init_dvc_repo(project, env)
+    first = run(["dvc", "repro"], project, env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    teacher = json.loads((project / "artifacts/metrics/teacher.json").read_text())
+    assert teacher["task"] == "squad" and {"exact_match", "f1"} <= set(teacher)
+    prune = json.loads((project / "artifacts/metrics/prune.json").read_text())
+    assert prune["macs_ratio_real_lengths"] <= prune["target_macs"] + 0.05
+    baselines = json.loads((project / "artifacts/metrics/baselines.json").read_text())
+    assert baselines["metric"] == "f1" and baselines["truncation"] is None
+    quantize = json.loads((project / "artifacts/metrics/quantize.json").read_text())
+    assert set(quantize["top"]["int8"]) == {"exact_match", "f1"}
+    benchmark = json.loads((project / "artifacts/metrics/benchmark.json").read_text())
+    assert benchmark["latency"]["top-int8-eager"]["padded"]["batch_4"]["median_ms"] > 0
+    assert "skipped" in json.loads((project / "artifacts/metrics/flex.json").read_text())
+    assert "skipped" in json.loads((project / "artifacts/metrics/flex_benchmark.json").read_text())

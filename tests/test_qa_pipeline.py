@@ -11,9 +11,9 @@ from top.backbone import load_tokenizer
 from top.data.prepare import load_prepared, prepare_task
 from top.errors import ParamsError
 from top.params import parse_params
-from top.pruning.model import TokenPruningBertForQuestionAnswering
+from top.pruning.model import TokenPruningBertForQuestionAnswering, pruning_model_class
 from top.pruning.run import prune_teacher
-from top.pruning.train import evaluate, pruning_model_class
+from top.pruning.train import evaluate
 from top.qa.evaluate import QAReference
 from top.teacher import finetune_teacher
 

@@ -24,7 +24,7 @@ from top.data.prepare import load_prepared
 from top.errors import DataError
 from top.figures import pyplot, save_figure
 from top.params import BenchmarkParams
-from top.pruning.model import TokenPruningBertForSequenceClassification
+from top.pruning.model import pruning_model_class
 from top.quantize import compiled_fp32, load_int8
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def benchmark_models(
     variants, dev_metric = [], {}
     for family, name in (("dense", "teacher"), ("top", "top")):
         check_bert_dir(fp32_dirs[name])
-        fp32 = TokenPruningBertForSequenceClassification.from_pretrained(str(fp32_dirs[name])).eval()
+        fp32 = pruning_model_class(fp32_dirs[name]).from_pretrained(str(fp32_dirs[name])).eval()
         fp32_metric = measured["prune"]["teacher"] if family == "dense" else measured["prune"]
         builds: list[tuple[str, str, Callable[[], Any], Any]] = [("fp32", "eager", lambda m=fp32: m, fp32_metric)]
         if settings["compile"]:

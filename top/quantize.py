@@ -24,7 +24,14 @@ from torch.export import Dim
 
 from top.atomic import atomic_directory
 from top.errors import ModelDirError
-from top.pruning.model import TokenPruningBertForSequenceClassification, feed_forward, self_attention
+from top.pruning.model import (
+    TokenPruningBertForQuestionAnswering,
+    TokenPruningBertForSequenceClassification,
+    TokenPruningBertPreTrainedModel,
+    feed_forward,
+    pruning_model_class,
+    self_attention,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +59,19 @@ class _FeedForwardBlock(nn.Module):
         return feed_forward(self.layer, attended)
 
 
-def _fp32_blocks(model: TokenPruningBertForSequenceClassification) -> list[dict[str, nn.Module]]:
+def _fp32_blocks(model: TokenPruningBertPreTrainedModel) -> list[dict[str, nn.Module]]:
     return [
         {"attention": _AttentionBlock(layer.attention), "feed_forward": _FeedForwardBlock(layer)}
         for layer in model.bert.encoder.layer
     ]
 
 
-class BlockwiseTokenPruningBertForSequenceClassification(TokenPruningBertForSequenceClassification):
-    """The token-pruning classifier running its encoder blocks through installed graphs (physical mode only).
+class BlockwiseEncoder(TokenPruningBertPreTrainedModel):
+    """A token-pruning model running its encoder blocks through installed graphs (physical mode only).
 
     The graphs are INT8 (``quantize_int8``/``load_int8``) or the FP32 blocks under torch.compile
-    (``compiled_fp32``): either way the token selection between blocks is the model's own eager code.
+    (``compiled_fp32``): either way the token selection between blocks is the model's own eager code, and so
+    is the head (classifier, or QA span head over the forwarded token states). Mixed in before a head class.
     """
 
     def __init__(self, config: Any) -> None:
@@ -101,11 +109,28 @@ class BlockwiseTokenPruningBertForSequenceClassification(TokenPruningBertForSequ
         )
 
 
-def compiled_fp32(
-    model: TokenPruningBertForSequenceClassification,
-) -> BlockwiseTokenPruningBertForSequenceClassification:
+class BlockwiseTokenPruningBertForSequenceClassification(BlockwiseEncoder, TokenPruningBertForSequenceClassification):
+    pass
+
+
+class BlockwiseTokenPruningBertForQuestionAnswering(BlockwiseEncoder, TokenPruningBertForQuestionAnswering):
+    pass
+
+
+def blockwise_class(model_or_dir: TokenPruningBertPreTrainedModel | str | Path) -> type[BlockwiseEncoder]:
+    """The blockwise counterpart of a token-pruning model, or of the model saved in a directory."""
+    if isinstance(model_or_dir, TokenPruningBertPreTrainedModel):
+        is_qa = isinstance(model_or_dir, TokenPruningBertForQuestionAnswering)
+    else:
+        is_qa = pruning_model_class(model_or_dir) is TokenPruningBertForQuestionAnswering
+    if is_qa:
+        return BlockwiseTokenPruningBertForQuestionAnswering
+    return BlockwiseTokenPruningBertForSequenceClassification
+
+
+def compiled_fp32(model: TokenPruningBertPreTrainedModel) -> BlockwiseEncoder:
     """``model`` with each FP32 block under torch.compile: the compiled baseline the INT8 model is compared to."""
-    blockwise = BlockwiseTokenPruningBertForSequenceClassification(model.config)
+    blockwise = blockwise_class(model)(model.config)
     blockwise.load_state_dict(model.state_dict())
     blockwise.eval().use_blocks(_fp32_blocks(blockwise))
     blockwise.compile_blocks()
@@ -113,8 +138,8 @@ def compiled_fp32(
 
 
 def quantize_int8(
-    model: TokenPruningBertForSequenceClassification, calibration: Iterable[dict[str, torch.Tensor]]
-) -> tuple[BlockwiseTokenPruningBertForSequenceClassification, list[dict[str, tuple[torch.Tensor, ...]]]]:
+    model: TokenPruningBertPreTrainedModel, calibration: Iterable[dict[str, torch.Tensor]]
+) -> tuple[BlockwiseEncoder, list[dict[str, tuple[torch.Tensor, ...]]]]:
     """Static INT8 of ``model``'s encoder blocks, calibrated on ``calibration`` batches (model inputs).
 
     Returns the quantized model and, per layer, the example inputs its blocks were exported with (saving needs them).
@@ -125,7 +150,7 @@ def quantize_int8(
     batches = list(calibration)
     if not batches:
         raise ValueError("INT8 calibration needs at least one batch")
-    int8 = BlockwiseTokenPruningBertForSequenceClassification(model.config)
+    int8 = blockwise_class(model)(model.config)
     int8.load_state_dict(model.state_dict())
     int8.eval()
     examples = _record_block_inputs(int8, batches[0])
@@ -152,7 +177,7 @@ def quantize_int8(
 
 
 def save_int8(
-    model: BlockwiseTokenPruningBertForSequenceClassification,
+    model: BlockwiseEncoder,
     examples: list[dict[str, tuple[torch.Tensor, ...]]],
     output_dir: str | Path,
 ) -> None:
@@ -164,14 +189,14 @@ def save_int8(
                 layer[kind].save(example_inputs=examples[index][kind], output_dir=str(_block_dir(staging, index, kind)))
 
 
-def load_int8(model_dir: str | Path) -> BlockwiseTokenPruningBertForSequenceClassification:
+def load_int8(model_dir: str | Path) -> BlockwiseEncoder:
     """Reload what ``save_int8`` wrote: two lines for a user, then call it like the FP32 model."""
     from neural_compressor.torch.quantization import load
 
     model_dir = Path(model_dir)
     if not (model_dir / BLOCKS_DIR).is_dir():
         raise ModelDirError(f"{model_dir} is not an INT8 model directory: no {BLOCKS_DIR}/ (run the quantize stage)")
-    model = BlockwiseTokenPruningBertForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    model = blockwise_class(model_dir).from_pretrained(str(model_dir)).eval()
     model.use_blocks(
         [
             {kind: load(str(_block_dir(model_dir, index, kind))) for kind in BLOCK_KINDS}
@@ -191,7 +216,7 @@ def _block_dir(root: Path, index: int, kind: str) -> Path:
 
 
 def _record_block_inputs(
-    model: BlockwiseTokenPruningBertForSequenceClassification, batch: dict[str, torch.Tensor]
+    model: BlockwiseEncoder, batch: dict[str, torch.Tensor]
 ) -> list[dict[str, tuple[torch.Tensor, ...]]]:
     """Run one FP32 forward and keep the inputs each block receives (the export examples)."""
     recorded: list[dict[str, tuple[torch.Tensor, ...]]] = [{} for _ in range(model.config.num_hidden_layers)]

@@ -15,8 +15,9 @@ from top.backbone import check_bert_dir, load_tokenizer
 from top.data.batches import batch_loader, model_inputs
 from top.data.prepare import load_prepared
 from top.params import QuantizeParams
-from top.pruning.model import TokenPruningBertForSequenceClassification
+from top.pruning.model import pruning_model_class
 from top.pruning.train import Evaluation, evaluate
+from top.qa.evaluate import QAReference
 from top.quantize import quantize_int8, save_int8
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,12 @@ def quantize_models(
         check_bert_dir(source)
     spec, splits, meta = load_prepared(prepared_dir)
     max_length = meta["max_length"]
+    reference = QAReference.from_prepared(splits, meta)
     results: dict[str, Any] = {"enabled": True, "task": spec.name, "metric": spec.primary_metric}
     with atomic_directory(output_root) as staging:
         for name, source in sources.items():
             tokenizer = load_tokenizer(str(source))
-            fp32 = TokenPruningBertForSequenceClassification.from_pretrained(str(source)).eval()
+            fp32 = pruning_model_class(source).from_pretrained(str(source)).eval()
             loader = batch_loader(splits["train"], tokenizer, params.calibration_batch_size, True, params.seed)
             calibration = [model_inputs(batch) for batch in itertools.islice(loader, params.calibration_batches)]
             started = time.perf_counter()
@@ -49,8 +51,10 @@ def quantize_models(
             seconds = time.perf_counter() - started
             save_int8(int8, examples, staging / name)
             tokenizer.save_pretrained(str(staging / name))
-            fp32_eval = evaluate(fp32, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length)
-            int8_eval = evaluate(int8, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length)
+            fp32_eval, int8_eval = (
+                evaluate(model, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length, reference)
+                for model in (fp32, int8)
+            )
             agreement = prediction_agreement(fp32_eval, int8_eval)
             results[name] = {
                 "fp32": fp32_eval.metrics,
@@ -68,7 +72,7 @@ def quantize_models(
 
 
 def prediction_agreement(reference: Evaluation, candidate: Evaluation) -> float:
-    """Share of examples on which two evaluations predict the same class (regression: within 0.1)."""
+    """Share of examples on which two evaluations predict the same class or answer (regression: within 0.1)."""
     ours, theirs = reference.predictions, candidate.predictions
     if np.issubdtype(ours.dtype, np.floating):
         return float(np.mean(np.abs(ours - theirs) <= 0.1))

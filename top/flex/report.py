@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from top.atomic import atomic_directory
 from top.figures import pyplot, save_figure
 
 POINT_COLUMNS = (
@@ -79,3 +80,16 @@ def plot_flex(metrics: dict[str, Any], points: list[dict[str, Any]], path: Path)
     )
     axis.legend(fontsize=7, loc="lower right")
     save_figure(figure, path)
+
+
+def write_skipped(reason: str, flex_dir: Path, points_csv: Path, plot_png: Path) -> dict[str, str]:
+    """The outputs DVC expects from the flex stage when it does not apply (a QA task): each says why."""
+    with atomic_directory(flex_dir) as staging:
+        (staging / "SKIPPED").write_text(reason + "\n", encoding="utf-8")
+    write_points([], points_csv)
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(7.5, 2))
+    axis.axis("off")
+    axis.text(0.5, 0.5, f"Flexible BERT skipped: {reason}", ha="center", va="center", wrap=True)
+    save_figure(figure, plot_png)
+    return {"skipped": reason}

@@ -4,7 +4,8 @@ Both start from the fine-tuned teacher and train nothing:
 - static attention top-k (LTP/SpAtten style): the same attention-received ranking and physical removal as ToP,
   but with a fixed keep schedule in which the cumulative share of kept tokens falls linearly with depth; its
   slope is set so that the schedule's MACs match ToP's;
-- truncation: the inputs are tokenized to a shorter max length, chosen so that the dense MACs match ToP's.
+- truncation: the inputs are tokenized to a shorter max length, chosen so that the dense MACs match ToP's
+  (classification only: cutting a QA window cuts answers out of the context, which is no baseline).
 Both MACs ratios are against the dense model on the same examples at their real (untruncated) lengths.
 """
 
@@ -25,8 +26,9 @@ from top.data.prepare import tokenize_split
 from top.data.tasks import TaskSpec
 from top.pruning.l0 import expected_macs_ratio
 from top.pruning.macs import EncoderDims, dense_encoder_macs
-from top.pruning.model import TokenPruningBertForSequenceClassification
+from top.pruning.model import TokenPruningBertPreTrainedModel
 from top.pruning.train import Evaluation, evaluate, load_with_schedule
+from top.qa.evaluate import QAReference
 
 SEARCH_STEPS = 40
 
@@ -40,13 +42,11 @@ class DevSet:
     tokenizer: PreTrainedTokenizerBase
     batch_size: int
     max_length: int
+    reference: QAReference | None = None  # QA tasks: the questions the windows' answers are scored against
 
-    def evaluate(
-        self, model: TokenPruningBertForSequenceClassification, split: datasets.Dataset | None = None
-    ) -> Evaluation:
-        return evaluate(
-            model, self.spec, self.split if split is None else split, self.tokenizer, self.batch_size, self.max_length
-        )
+    def evaluate(self, model: TokenPruningBertPreTrainedModel, split: datasets.Dataset | None = None) -> Evaluation:
+        split = self.split if split is None else split
+        return evaluate(model, self.spec, split, self.tokenizer, self.batch_size, self.max_length, self.reference)
 
 
 def linear_keep_ratios(prune_layers: int, slope: float) -> list[float]:
@@ -67,10 +67,10 @@ def bisect_decreasing(function: Callable[[float], float], target: float, low: fl
 
 
 def static_topk_baseline(
-    teacher_dir: str | Path, prune_layers: list[int], target_ratio: float, dev: DevSet
+    teacher_dir: str | Path, prune_layers: list[int], target_ratio: float, dev: DevSet, protect_question: bool = False
 ) -> dict[str, Any]:
     """Teacher + linear static top-k schedule at ``target_ratio`` of the dense MACs, measured on ``split``."""
-    model = load_with_schedule(teacher_dir, prune_layers, [1.0] * len(prune_layers))
+    model = load_with_schedule(teacher_dir, prune_layers, [1.0] * len(prune_layers), protect_question)
     dims = EncoderDims.from_config(model.config)
     lengths = torch.tensor([len(ids) for ids in dev.split["input_ids"]], dtype=torch.float64)
 

@@ -12,6 +12,7 @@ from top.data.prepare import load_prepared
 from top.errors import DataError
 from top.params import PruneParams
 from top.pruning.baselines import DevSet, static_topk_baseline, truncation_baseline
+from top.qa.evaluate import QAReference
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,14 @@ def compare_with_baselines(
         raise DataError(f"{prune_metrics_file} is for task {top.get('task')!r}, the prepared data for {spec.name!r}")
     target = top["macs_ratio_real_lengths"]
     tokenizer = load_tokenizer(str(teacher_dir))
-    dev = DevSet(spec, splits["eval"], tokenizer, params.eval_batch_size, meta["max_length"])
-    static = static_topk_baseline(teacher_dir, params.prune_layers, target, dev)
+    reference = QAReference.from_prepared(splits, meta)
+    dev = DevSet(spec, splits["eval"], tokenizer, params.eval_batch_size, meta["max_length"], reference)
+    static = static_topk_baseline(teacher_dir, params.prune_layers, target, dev, params.protect_question)
     log.info("static top-k at MACs %.3f: %s", target, static)
-    truncation = truncation_baseline(teacher_dir, target, dev)
+    if spec.is_qa:
+        truncation = {"skipped": "truncating QA windows cuts answers out of the context; no QA baseline"}
+    else:
+        truncation = truncation_baseline(teacher_dir, target, dev)
     log.info("truncation at MACs %.3f: %s", target, truncation)
     primary = spec.primary_metric
     return {
@@ -44,7 +49,7 @@ def compare_with_baselines(
         "teacher": top["teacher"][primary],
         "top": top[primary],
         "static_topk": static[primary],
-        "truncation": truncation[primary],
+        "truncation": truncation.get(primary),
         "details": {
             "top": {
                 key: top[key] for key in ("macs_ratio_real_lengths", "macs_ratio_padded_max_length", "keep_ratios")

@@ -19,6 +19,7 @@ directly; the prune layers and keep ratios travel in the config through save_pre
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -257,6 +258,14 @@ class TokenPruningBertForQuestionAnswering(TokenPruningBertPreTrainedModel):
             token_counts=encoded.counts,
             token_scores=encoded.scores,
         )
+
+
+def pruning_model_class(model_dir: str | Path) -> type[TokenPruningBertPreTrainedModel]:
+    """The token-pruning counterpart of a saved model's head: extractive QA, or sequence classification."""
+    config = TokenPruningBertForSequenceClassification.config_class.from_pretrained(str(model_dir))
+    if any(name.endswith("ForQuestionAnswering") for name in config.architectures or ()):
+        return TokenPruningBertForQuestionAnswering
+    return TokenPruningBertForSequenceClassification
 
 
 class _StateTracker:

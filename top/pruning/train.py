@@ -35,9 +35,9 @@ from top.pruning.l0 import LagrangianConstraint, PruningMasks, expected_macs_rat
 from top.pruning.macs import EncoderDims, dense_encoder_macs, encoder_macs
 from top.pruning.model import (
     TokenPruningBertForQuestionAnswering,
-    TokenPruningBertForSequenceClassification,
     TokenPruningBertPreTrainedModel,
     configure_pruning,
+    pruning_model_class,
 )
 from top.pruning.ranking_loss import ranking_distillation_loss
 from top.qa.evaluate import QAReference
@@ -55,14 +55,6 @@ class Evaluation:
     keep_ratios: list[float] = field(default_factory=list)
     # Per example, in split order (class predictions, or decoded answers for QA): lets callers compare models.
     predictions: np.ndarray | None = None
-
-
-def pruning_model_class(model_dir: str | Path) -> type[TokenPruningBertPreTrainedModel]:
-    """The token-pruning counterpart of a saved model's head: extractive QA, or sequence classification."""
-    config = TokenPruningBertForSequenceClassification.config_class.from_pretrained(str(model_dir))
-    if any(name.endswith("ForQuestionAnswering") for name in config.architectures or ()):
-        return TokenPruningBertForQuestionAnswering
-    return TokenPruningBertForSequenceClassification
 
 
 def load_models(
