@@ -2,6 +2,7 @@
 
 import json
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -9,12 +10,14 @@ from transformers import BertConfig, BertForQuestionAnswering
 
 from top.backbone import load_tokenizer
 from top.data.prepare import load_prepared, prepare_task
-from top.errors import ParamsError
+from top.errors import DataError, ParamsError
 from top.params import parse_params
 from top.pruning.model import TokenPruningBertForQuestionAnswering, pruning_model_class
 from top.pruning.run import prune_teacher
 from top.pruning.train import evaluate
+from top.qa import prepare as qa_prepare
 from top.qa.evaluate import QAReference
+from top.qa.squad import QAExample
 from top.teacher import finetune_teacher
 
 from .conftest import tiny_pipeline_params
@@ -126,3 +129,23 @@ def test_a_bad_stride_is_a_params_error(params_dict, tiny_bert_dir, shared_data_
     with pytest.raises(ParamsError, match="doc_stride"):
         prepare_task(bad, params.model.backbone, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_hub_layout_becomes_the_same_examples(params_dict, monkeypatch):
+    row = {
+        "id": "q1",
+        "title": "Cats",
+        "context": "Cats purr when content.",
+        "question": "When do cats purr?",
+        "answers": {"text": ["when content"], "answer_start": [10]},
+    }
+    hub = datasets.DatasetDict({split: datasets.Dataset.from_list([row]) for split in ("train", "validation")})
+    monkeypatch.setattr(qa_prepare.datasets, "load_dataset", lambda name: hub if name == "squad" else None)
+    train, evaluation, source = qa_prepare.load_squad_examples(None, parse_params(params_dict).data.qa)
+    assert source == {"kind": "hub", "dataset": "squad"}
+    assert train == evaluation == [QAExample("q1", "Cats", row["context"], row["question"], ("when content",), (10,))]
+
+
+def test_a_missing_local_squad_file_is_named(params_dict, tmp_path):
+    with pytest.raises(DataError, match=r"SQuAD file not found: .*squad/dev-v1.1.json"):
+        qa_prepare.load_squad_examples(tmp_path, parse_params(params_dict).data.qa)

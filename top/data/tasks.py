@@ -213,7 +213,6 @@ SQUAD = TaskSpec(
     label_names=None,
     metrics=(F1, EXACT_MATCH),
     eval_splits=_DEV,
-    hub_config="plain_text",
     kind="qa",
 )
 
