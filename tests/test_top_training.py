@@ -31,6 +31,13 @@ def test_distill_layer_outside_the_model(toy_top):
         load_models(tmp_path / "teacher", bad)
 
 
+def test_question_protection_on_a_classifier_is_a_params_error(toy_top):
+    params, *_, tmp_path = toy_top
+    bad = params.prune.__class__(**{**params.prune.__dict__, "protect_question": True})
+    with pytest.raises(ParamsError, match="protect_question is for QA models only"):
+        load_models(tmp_path / "teacher", bad)
+
+
 def test_interrupted_training_resumes_to_the_same_result(toy_top, monkeypatch):
     params, spec, splits, tokenizer, tmp_path = toy_top
     checkpoint = tmp_path / "ckpt" / "top.pt"

@@ -82,6 +82,8 @@ def load_with_schedule(
     ``protect_question`` applies to QA models only: their question tokens are then never pruned.
     """
     model_class = pruning_model_class(model_dir)
+    if protect_question and model_class is not TokenPruningBertForQuestionAnswering:
+        raise ParamsError(f"prune.protect_question is for QA models only; {model_dir} holds a classifier")
     config = model_class.config_class.from_pretrained(str(model_dir))
     configure_pruning(config, prune_layers, keep_ratios)
     if model_class is TokenPruningBertForQuestionAnswering:
