@@ -6,7 +6,7 @@ import torch
 from top.errors import ParamsError
 from top.pruning import train as train_module
 from top.pruning.model import TokenPruningBertForSequenceClassification
-from top.pruning.train import evaluate, load_models, train_token_pruning
+from top.pruning.train import evaluate, load_models, selection_rank, train_token_pruning
 
 
 def test_training_meets_the_target_and_reloads(toy_top):
@@ -69,3 +69,13 @@ def test_interrupted_training_resumes_to_the_same_result(toy_top, monkeypatch):
     assert resumed.config.keep_ratios == reference.config.keep_ratios
     state, expected = resumed.state_dict(), reference.state_dict()
     assert all(torch.allclose(state[name], expected[name], atol=1e-6) for name in expected)
+
+
+def test_selection_prefers_a_checkpoint_at_the_budget_over_a_cheaper_better_one():
+    target, tolerance = 0.5, 0.01
+    assert selection_rank(0.52, 0.99, target, tolerance) is None  # over the budget: never selected
+    at_budget = selection_rank(0.495, 0.80, target, tolerance)
+    overshoot = selection_rank(0.44, 0.90, target, tolerance)
+    assert at_budget > overshoot
+    assert selection_rank(0.505, 0.85, target, tolerance) > at_budget  # within the band the score decides
+    assert selection_rank(0.40, 0.95, target, tolerance) > overshoot  # and below it too

@@ -17,7 +17,7 @@ from top.backbone import check_bert_dir, load_tokenizer
 from top.data.prepare import load_prepared
 from top.fingerprint import directory_digest, fingerprint
 from top.params import PruneParams
-from top.pruning.train import Evaluation, evaluate, load_models, train_token_pruning
+from top.pruning.train import TRAINING_STATE_FORMAT, Evaluation, evaluate, load_models, train_token_pruning
 from top.qa.evaluate import QAReference
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,14 @@ def prune_teacher(
     dense = evaluate(teacher, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length, reference)
     log.info("teacher, same evaluation code: %s", dense.metrics)
 
-    run = fingerprint({"prune": asdict(params), "data": meta, "teacher": directory_digest(teacher_dir)})
+    run = fingerprint(
+        {
+            "format": TRAINING_STATE_FORMAT,
+            "prune": asdict(params),
+            "data": meta,
+            "teacher": directory_digest(teacher_dir),
+        }
+    )
     checkpoint_file = Path(checkpoint_root) / f"prune-{run}.pt"
     resumed = checkpoint_file.is_file()
     model, pruned, summary = train_token_pruning(

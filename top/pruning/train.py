@@ -5,7 +5,7 @@ distillation (KL at temperature T, scaled by T^2; MSE for regression), the Lagra
 MACs ratio, and the ARP2 ranking loss on the distilled layers, whose weight decays with the MACs warm-up (to
 1% of its value, as in the authors' recipe). Model weights, masks and multipliers have their own optimizers;
 the multipliers ascend. Evaluation uses the deterministic keep ratios on the physically pruned model, and a
-checkpoint can become the best one only once its measured MACs ratio meets the target.
+checkpoint can become the best one only once its measured MACs ratio meets the target (see ``selection_rank``).
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ from top.pruning.ranking_loss import ranking_distillation_loss
 from top.qa.evaluate import QAReference
 
 log = logging.getLogger(__name__)
+
+# Part of the checkpoint key: bump it when the saved training state changes meaning, so that a rerun never
+# resumes from a checkpoint written by older code (2: the best model's selection rank is a tuple).
+TRAINING_STATE_FORMAT = 2
 
 RANK_WEIGHT_FLOOR = 0.01
 
@@ -201,7 +205,7 @@ def _evaluate_and_keep_best(
     losses: dict[str, torch.Tensor],
     reference: QAReference | None,
 ) -> None:
-    """Evaluate the deterministic masks; a model may become the best one only once it meets the target."""
+    """Evaluate the deterministic masks and keep the model if ``selection_rank`` puts it above the best."""
     student.set_keep_ratios(masks.deterministic_keep_ratios())
     evaluation = evaluate(student, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length, reference)
     record = {
@@ -214,11 +218,22 @@ def _evaluate_and_keep_best(
     }
     state["history"].append(record)
     log.info("step %d: %s", state["step"], record)
-    score = record["dev_score"]
-    meets_target = evaluation.macs_ratio <= params.target_macs + params.macs_tolerance
-    if meets_target and (state["best"] is None or score > state["best"][0]):
+    rank = selection_rank(evaluation.macs_ratio, record["dev_score"], params.target_macs, params.macs_tolerance)
+    if rank is not None and (state["best"] is None or rank > state["best"][0]):
         weights = {name: value.detach().clone() for name, value in student.state_dict().items()}
-        state["best"] = (score, weights, evaluation)
+        state["best"] = (rank, weights, evaluation)
+
+
+def selection_rank(macs_ratio: float, score: float, target: float, tolerance: float) -> tuple[bool, float] | None:
+    """Order checkpoints for model selection; None for one over the budget (``target + tolerance``).
+
+    The authors keep the best dev score among checkpoints under the budget. A run whose multipliers overshoot
+    then wins with a model far cheaper, and less accurate, than asked for; so a checkpoint inside the band
+    ``target +- tolerance`` outranks every one below it, and the dev score decides within each group.
+    """
+    if macs_ratio > target + tolerance:
+        return None
+    return (macs_ratio >= target - tolerance, score)
 
 
 def _step_losses(
