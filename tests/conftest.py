@@ -134,6 +134,7 @@ def tiny_pipeline_params(
         top_k=4,
         distill_layers=[0],
         epochs=40,
+        finetune_epochs=5,
         warmup_ratio=0.3,
         mask_learning_rate=0.1,
         batch_size=16,

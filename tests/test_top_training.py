@@ -16,12 +16,25 @@ def test_training_meets_the_target_and_reloads(toy_top):
     assert evaluation.macs_ratio <= params.prune.target_macs + params.prune.macs_tolerance
     assert evaluation.macs_ratio_padded < evaluation.macs_ratio  # toy texts are far shorter than max_length
     assert model.config.keep_ratios[0] < 1.0
-    assert run["history"] and run["steps"] == 120
+    assert run["history"] and run["steps"] == 140
+    finetuned = [record for record in run["history"] if record["phase"] == "finetune"]
+    assert [record["macs_ratio"] for record in finetuned] == [evaluation.macs_ratio]  # trained at frozen ratios
 
     model.save_pretrained(tmp_path / "pruned")
     reloaded = TokenPruningBertForSequenceClassification.from_pretrained(tmp_path / "pruned")
     again = evaluate(reloaded, spec, splits["eval"], tokenizer, 32, 24)
     assert again.metrics == evaluation.metrics and again.macs_ratio == evaluation.macs_ratio
+
+
+def test_a_search_that_never_meets_the_target_fails_before_fine_tuning(toy_top, monkeypatch):
+    params, spec, splits, tokenizer, tmp_path = toy_top
+    unreachable = params.prune.__class__(**{**params.prune.__dict__, "target_macs": 0.01})
+    finetuned = []
+    monkeypatch.setattr(train_module, "_finetune_losses", lambda *args: finetuned.append(args))
+    teacher, student = load_models(tmp_path / "teacher", unreachable)
+    with pytest.raises(ParamsError, match="never reached the MACs target 0.01"):
+        train_token_pruning(teacher, student, spec, splits, tokenizer, unreachable, 24)
+    assert not finetuned
 
 
 def test_distill_layer_outside_the_model(toy_top):
@@ -38,33 +51,36 @@ def test_question_protection_on_a_classifier_is_a_params_error(toy_top):
         load_models(tmp_path / "teacher", bad)
 
 
-def test_interrupted_training_resumes_to_the_same_result(toy_top, monkeypatch):
+@pytest.mark.parametrize(("phase_losses", "calls"), [("_step_losses", 70), ("_finetune_losses", 10)])
+def test_interrupted_training_resumes_to_the_same_result(toy_top, monkeypatch, phase_losses, calls):
+    """A kill while searching, or while fine-tuning at the frozen keep ratios, loses nothing."""
     params, spec, splits, tokenizer, tmp_path = toy_top
     checkpoint = tmp_path / "ckpt" / "top.pt"
     teacher, student = load_models(tmp_path / "teacher", params.prune)
     reference, reference_eval, _ = train_token_pruning(teacher, student, spec, splits, tokenizer, params.prune, 24)
 
-    real_step = train_module._step_losses
-    calls = {"n": 0}
+    real_losses = getattr(train_module, phase_losses)
+    seen = {"n": 0}
 
-    def dies_at_step_70(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > 70:
+    def dies_after_some_steps(*args, **kwargs):
+        seen["n"] += 1
+        if seen["n"] > calls:
             raise KeyboardInterrupt("simulated kill")
-        return real_step(*args, **kwargs)
+        return real_losses(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "_step_losses", dies_at_step_70)
+    monkeypatch.setattr(train_module, phase_losses, dies_after_some_steps)
     teacher, student = load_models(tmp_path / "teacher", params.prune)
     with pytest.raises(KeyboardInterrupt):
         train_token_pruning(teacher, student, spec, splits, tokenizer, params.prune, 24, checkpoint_file=checkpoint)
     assert checkpoint.is_file()
-    monkeypatch.setattr(train_module, "_step_losses", real_step)
+    monkeypatch.setattr(train_module, phase_losses, real_losses)
 
     teacher, student = load_models(tmp_path / "teacher", params.prune)
     resumed, resumed_eval, run = train_token_pruning(
         teacher, student, spec, splits, tokenizer, params.prune, 24, checkpoint_file=checkpoint
     )
-    assert [record["step"] for record in run["history"]] == [20, 40, 60, 80, 100, 120]
+    assert [record["step"] for record in run["history"]] == [20, 40, 60, 80, 100, 120, 140]
+    assert [record["phase"] for record in run["history"]][-2:] == ["search", "finetune"]
     assert resumed_eval.metrics == reference_eval.metrics
     assert resumed.config.keep_ratios == reference.config.keep_ratios
     state, expected = resumed.state_dict(), reference.state_dict()

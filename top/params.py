@@ -101,6 +101,7 @@ class PruneParams:
     rank_loss_weight: float = _check(0)
     distill_temperature: float = _check(0, exclusive_minimum=True)
     epochs: float = _check(0, exclusive_minimum=True)
+    finetune_epochs: float = _check(0)
     warmup_ratio: float = _check(0, 1)
     learning_rate: float = _check(0, 1, exclusive_minimum=True)
     mask_learning_rate: float = _check(0, exclusive_minimum=True)

@@ -6,6 +6,11 @@ MACs ratio, and the ARP2 ranking loss on the distilled layers, whose weight deca
 1% of its value, as in the authors' recipe). Model weights, masks and multipliers have their own optimizers;
 the multipliers ascend. Evaluation uses the deterministic keep ratios on the physically pruned model, and a
 checkpoint can become the best one only once its measured MACs ratio meets the target (see ``selection_rank``).
+
+After ``epochs`` of this search, ``finetune_epochs`` more train the best checkpoint's weights with its keep
+ratios frozen: logit distillation on the physically pruned model, the deployed forward itself. The authors
+search for 200 epochs, long enough for the multipliers to settle at the target; in the few epochs a CPU
+affords they overshoot, and the model that met the budget has had few steps of training at it.
 """
 
 from __future__ import annotations
@@ -45,10 +50,13 @@ from top.qa.evaluate import QAReference
 log = logging.getLogger(__name__)
 
 # Part of the checkpoint key: bump it when the saved training state changes meaning, so that a rerun never
-# resumes from a checkpoint written by older code (2: the best model's selection rank is a tuple).
-TRAINING_STATE_FORMAT = 2
+# resumes from a checkpoint written by older code (2: the best model's selection rank is a tuple; 3: the
+# fine-tuning phase and its frozen keep ratios).
+TRAINING_STATE_FORMAT = 3
 
 RANK_WEIGHT_FLOOR = 0.01
+# Training-state key holding the keep ratios the fine-tuning phase trains at; absent while searching.
+FROZEN_KEEP_RATIOS = "frozen_keep_ratios"
 
 
 @dataclass
@@ -109,8 +117,8 @@ def train_token_pruning(
     """Train ``student``; return the best model (keep ratios set in its config), its evaluation and a log.
 
     With ``checkpoint_file``, the whole training state (weights, masks, multipliers, optimizers, RNG, best
-    model so far) is written there at every evaluation, and a rerun resumes from it: data order and mask
-    samples are seeded per epoch and restored, so a resumed run ends where an uninterrupted one would.
+    model so far, phase) is written there at every evaluation, and a rerun resumes from it: data order and
+    mask samples are seeded per epoch and restored, so a resumed run ends where an uninterrupted one would.
     A QA task needs its ``reference`` to score the eval windows.
     """
     torch.manual_seed(params.seed)
@@ -132,8 +140,9 @@ def train_token_pruning(
         torch.optim.AdamW(constraint.parameters(), lr=params.mask_learning_rate, weight_decay=0.0),
     )
     batches_per_epoch = len(batch_loader(splits["train"], tokenizer, params.batch_size, shuffle=False, seed=0))
-    total_steps = max(1, math.ceil(batches_per_epoch * params.epochs))
-    warmup_steps = int(total_steps * params.warmup_ratio)
+    search_steps = max(1, math.ceil(batches_per_epoch * params.epochs))
+    total_steps = search_steps + math.ceil(batches_per_epoch * params.finetune_epochs)
+    warmup_steps = int(search_steps * params.warmup_ratio)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizers[0], lambda step: 1.0 - step / total_steps)
     modules = {"student": student, "masks": masks, "constraint": constraint, "schedule": schedule}
     modules |= {f"optimizer{i}": optimizer for i, optimizer in enumerate(optimizers)}
@@ -142,6 +151,8 @@ def train_token_pruning(
     if checkpoint_file is not None and Path(checkpoint_file).is_file():
         state = restore_training_state(Path(checkpoint_file), modules)
         log.info("resuming ToP training from step %d", state["step"])
+        if FROZEN_KEEP_RATIOS in state:
+            student.set_keep_ratios(state[FROZEN_KEEP_RATIOS])
     started = time.perf_counter()
     progress = tqdm(total=total_steps, initial=state["step"], desc="ToP training")
     while state["step"] < total_steps:
@@ -153,12 +164,18 @@ def train_token_pruning(
             step = state["step"]
             if step >= total_steps:
                 break
+            if step == search_steps and FROZEN_KEEP_RATIOS not in state:
+                _start_finetuning(state, student, optimizers[0], params)
             student.train()
-            target = warmed_up_target(params.target_macs, step, warmup_steps)
             batch = {name: tensor.to(device) for name, tensor in batch.items()}
-            losses = _step_losses(
-                teacher, student, masks, constraint, batch, spec, params, dims, target, step, warmup_steps
-            )
+            if step < search_steps:
+                target = warmed_up_target(params.target_macs, step, warmup_steps)
+                losses = _step_losses(
+                    teacher, student, masks, constraint, batch, spec, params, dims, target, step, warmup_steps
+                )
+            else:
+                target = params.target_macs
+                losses = _finetune_losses(teacher, student, batch, spec, params)
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
@@ -170,19 +187,14 @@ def train_token_pruning(
             masks.clamp_()
             state["step"] = step = step + 1
             progress.update(1)
-            if step % params.eval_steps == 0 or step == total_steps:
+            if step % params.eval_steps == 0 or step in (search_steps, total_steps):
                 _evaluate_and_keep_best(
                     state, student, masks, spec, splits, tokenizer, params, max_length, target, losses, reference
                 )
                 if checkpoint_file is not None:
                     save_training_state(Path(checkpoint_file), modules, state)
     progress.close()
-    if state["best"] is None:
-        raise ParamsError(
-            f"ToP never reached the MACs target {params.target_macs} (last measured ratio "
-            f"{state['history'][-1]['macs_ratio']:.3f}); train longer or raise prune.mask_learning_rate"
-        )
-    _, best_weights, evaluation = state["best"]
+    _, best_weights, evaluation = _best_or_error(state, params)
     student.load_state_dict(best_weights)
     final = student.set_keep_ratios(evaluation.keep_ratios)
     return (
@@ -190,6 +202,33 @@ def train_token_pruning(
         evaluation,
         {"history": state["history"], "train_seconds": time.perf_counter() - started, "steps": state["step"]},
     )
+
+
+def _best_or_error(state: dict[str, Any], params: PruneParams) -> tuple[Any, dict[str, torch.Tensor], Evaluation]:
+    if state["best"] is None:
+        raise ParamsError(
+            f"ToP never reached the MACs target {params.target_macs} (last measured ratio "
+            f"{state['history'][-1]['macs_ratio']:.3f}); train longer or raise prune.mask_learning_rate"
+        )
+    return state["best"]
+
+
+def _start_finetuning(
+    state: dict[str, Any],
+    student: TokenPruningBertPreTrainedModel,
+    optimizer: torch.optim.Optimizer,
+    params: PruneParams,
+) -> None:
+    """End the search: the best checkpoint's weights and keep ratios become the fine-tuning start.
+
+    Adam's moments belong to the weights the search ended on, not to the restored ones, so they start anew.
+    """
+    _, best_weights, evaluation = _best_or_error(state, params)
+    student.load_state_dict(best_weights)
+    student.set_keep_ratios(evaluation.keep_ratios)
+    optimizer.state.clear()
+    state[FROZEN_KEEP_RATIOS] = list(evaluation.keep_ratios)
+    log.info("search over at step %d; fine-tuning with keep ratios %s", state["step"], evaluation.keep_ratios)
 
 
 def _evaluate_and_keep_best(
@@ -205,11 +244,14 @@ def _evaluate_and_keep_best(
     losses: dict[str, torch.Tensor],
     reference: QAReference | None,
 ) -> None:
-    """Evaluate the deterministic masks and keep the model if ``selection_rank`` puts it above the best."""
-    student.set_keep_ratios(masks.deterministic_keep_ratios())
+    """Evaluate the current keep ratios (the masks' deterministic ones while searching, the frozen ones while
+    fine-tuning) and keep the model if ``selection_rank`` puts it above the best."""
+    finetuning = FROZEN_KEEP_RATIOS in state
+    student.set_keep_ratios(state[FROZEN_KEEP_RATIOS] if finetuning else masks.deterministic_keep_ratios())
     evaluation = evaluate(student, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length, reference)
     record = {
         "step": state["step"],
+        "phase": "finetune" if finetuning else "search",
         "target": target,
         **{name: float(value.detach()) for name, value in losses.items()},
         "macs_ratio": evaluation.macs_ratio,
@@ -253,21 +295,7 @@ def _step_losses(
     with torch.no_grad():
         teacher_out = teacher(**inputs, mode="masked", return_scores=True)
     student_out = student(**inputs, mode="train", masks=masks.sample(), return_scores=True)
-    if spec.is_qa:  # the mean of the start and end distributions' distillation, over real positions only
-        live = inputs["attention_mask"].bool()
-        distill = (
-            sum(
-                _soft_distillation(
-                    getattr(student_out, name).masked_fill(~live, -1e4),
-                    getattr(teacher_out, name).masked_fill(~live, -1e4),
-                    params.distill_temperature,
-                )
-                for name in ("start_logits", "end_logits")
-            )
-            / 2
-        )
-    else:
-        distill = _logit_distillation(student_out.logits, teacher_out.logits, batch["labels"], spec, params)
+    distill = _distillation(student_out, teacher_out, inputs, batch, spec, params)
     valid = inputs["attention_mask"].bool().clone()
     valid[:, 0] = False  # [CLS] is never ranked
     teacher_scores = teacher_out.token_scores[-1]
@@ -288,12 +316,46 @@ def _step_losses(
     return {"total": total, "distill": distill, "rank": rank, "lagrangian": lagrangian, "expected_macs": macs_ratio}
 
 
-def _logit_distillation(
-    student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, spec: TaskSpec, params: PruneParams
+def _finetune_losses(
+    teacher: TokenPruningBertPreTrainedModel,
+    student: TokenPruningBertPreTrainedModel,
+    batch: dict[str, torch.Tensor],
+    spec: TaskSpec,
+    params: PruneParams,
+) -> dict[str, torch.Tensor]:
+    """Fine-tuning at frozen keep ratios: the distillation loss of the physically pruned student."""
+    inputs = model_inputs(batch)
+    with torch.no_grad():
+        teacher_out = teacher(**inputs, mode="masked")
+    distill = _distillation(student(**inputs, mode="physical"), teacher_out, inputs, batch, spec, params)
+    return {"total": distill, "distill": distill}
+
+
+def _distillation(
+    student_out: Any,
+    teacher_out: Any,
+    inputs: dict[str, torch.Tensor],
+    batch: dict[str, torch.Tensor],
+    spec: TaskSpec,
+    params: PruneParams,
 ) -> torch.Tensor:
+    """The task loss: soft logit distillation (QA: the mean over start and end, on real positions only)."""
+    if spec.is_qa:
+        live = inputs["attention_mask"].bool()
+        return (
+            sum(
+                _soft_distillation(
+                    getattr(student_out, name).masked_fill(~live, -1e4),
+                    getattr(teacher_out, name).masked_fill(~live, -1e4),
+                    params.distill_temperature,
+                )
+                for name in ("start_logits", "end_logits")
+            )
+            / 2
+        )
     if spec.is_regression:  # STS-B: the label itself, as the authors do
-        return F.mse_loss(student.squeeze(-1), labels.float())
-    return _soft_distillation(student, teacher, params.distill_temperature)
+        return F.mse_loss(student_out.logits.squeeze(-1), batch["labels"].float())
+    return _soft_distillation(student_out.logits, teacher_out.logits, params.distill_temperature)
 
 
 def _soft_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
