@@ -12,6 +12,7 @@ from top.pruning.l0 import (
     LagrangianConstraint,
     PruningMasks,
     expected_macs_ratio,
+    keep_ratios_at_budget,
     layer_lengths,
     warmed_up_target,
 )
@@ -51,6 +52,27 @@ def test_layer_lengths_keep_cls_and_compound_ratios():
     lengths = torch.tensor([21, 11])
     per_layer = layer_lengths(lengths, [1, 3], torch.tensor([0.5, 0.5]), layers=4)
     assert [t.tolist() for t in per_layer] == [[21, 11], [11, 6], [11, 6], [6, 3.5], [6, 3.5]]
+
+
+@pytest.mark.parametrize("target", [0.3, 0.5, 0.8])
+def test_keep_ratios_at_budget_spend_exactly_the_budget_with_the_same_profile(target):
+    dims = EncoderDims(hidden=384, heads=12, head_dim=32, intermediate=1536, layers=6)
+    lengths, prune_layers, profile = torch.tensor([53, 20, 110, 7]), [2, 3, 4, 5], [0.84, 0.56, 1.0, 0.48]
+    scaled = keep_ratios_at_budget(dims, lengths, prune_layers, profile, target)
+    achieved = expected_macs_ratio(dims, lengths, prune_layers, torch.tensor(scaled, dtype=torch.float64))
+    assert float(achieved) == pytest.approx(target, abs=1e-9)
+    assert scaled[2] == 1.0  # a layer the search left unpruned stays unpruned
+    powers = [math.log(new) / math.log(old) for new, old in zip(scaled, profile, strict=True) if old < 1.0]
+    assert powers == pytest.approx([powers[0]] * len(powers))  # one common power: the profile's shape is kept
+
+
+def test_keep_ratios_at_budget_return_the_cheapest_point_when_the_target_is_out_of_reach():
+    dims = EncoderDims(hidden=384, heads=12, head_dim=32, intermediate=1536, layers=6)
+    lengths = torch.tensor([53, 20])
+    scaled = keep_ratios_at_budget(dims, lengths, [5], [0.5], 0.01)  # only the last layer prunes
+    floor = expected_macs_ratio(dims, lengths, [5], torch.tensor([0.0], dtype=torch.float64))
+    assert scaled[0] < 1e-12
+    assert float(expected_macs_ratio(dims, lengths, [5], torch.tensor(scaled))) == pytest.approx(float(floor))
 
 
 def test_expected_ratio_matches_the_measured_physical_model():

@@ -17,8 +17,13 @@ def test_training_meets_the_target_and_reloads(toy_top):
     assert evaluation.macs_ratio_padded < evaluation.macs_ratio  # toy texts are far shorter than max_length
     assert model.config.keep_ratios[0] < 1.0
     assert run["history"] and run["steps"] == 140
-    finetuned = [record for record in run["history"] if record["phase"] == "finetune"]
-    assert [record["macs_ratio"] for record in finetuned] == [evaluation.macs_ratio]  # trained at frozen ratios
+    # The search overshoots the toy's budget (0.6) to 0.30; fine-tuning scales its keep ratios back up to
+    # the budget, and that in-band model wins the selection.
+    searched = [record["macs_ratio"] for record in run["history"] if record["phase"] == "search"]
+    finetuned = [record["macs_ratio"] for record in run["history"] if record["phase"] == "finetune"]
+    assert min(searched) < params.prune.target_macs - 2 * params.prune.macs_tolerance
+    assert finetuned == [evaluation.macs_ratio]
+    assert evaluation.macs_ratio == pytest.approx(params.prune.target_macs, abs=params.prune.macs_tolerance)
 
     model.save_pretrained(tmp_path / "pruned")
     reloaded = TokenPruningBertForSequenceClassification.from_pretrained(tmp_path / "pruned")
@@ -32,7 +37,7 @@ def test_a_search_that_never_meets_the_target_fails_before_fine_tuning(toy_top, 
     finetuned = []
     monkeypatch.setattr(train_module, "_finetune_losses", lambda *args: finetuned.append(args))
     teacher, student = load_models(tmp_path / "teacher", unreachable)
-    with pytest.raises(ParamsError, match="never reached the MACs target 0.01"):
+    with pytest.raises(ParamsError, match=r"never reached the MACs target 0\.01"):
         train_token_pruning(teacher, student, spec, splits, tokenizer, unreachable, 24)
     assert not finetuned
 

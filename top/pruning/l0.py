@@ -18,6 +18,9 @@ from top.pruning.macs import EncoderDims, encoder_macs
 BIN_INIT_MEAN = 10.0
 GATE_INIT_MEAN = -10.0
 INIT_STD = 0.01
+# keep_ratios_at_budget: q ** 64 is 0 in practice for any q < 0.6; 60 halvings pin the power to float precision.
+MAX_BUDGET_POWER = 64.0
+BISECTION_STEPS = 60
 
 
 class PruningMasks(nn.Module):
@@ -103,6 +106,35 @@ def expected_macs_ratio(
     pruned = encoder_macs(dims, per_layer)
     dense = encoder_macs(dims, [lengths.to(keep_ratios.dtype)] * (dims.layers + 1))
     return (pruned / dense).mean()
+
+
+def keep_ratios_at_budget(
+    dims: EncoderDims,
+    lengths: torch.Tensor,
+    prune_layers: list[int],
+    keep_ratios: list[float],
+    target: float,
+    fixed: torch.Tensor | int = 1,
+) -> list[float]:
+    """``q ** s`` for the power s whose expected MACs ratio on ``lengths`` is ``target`` (bisection).
+
+    Why: the search's deterministic keep ratios land wherever the multipliers took them, often a few points
+    under the target. A common power keeps what the search learned (which layers prune, and how hard
+    relative to each other; a layer at 1.0 stays at 1.0) and spends exactly the budget. A target below what
+    the profile can reach returns its cheapest point.
+    """
+    profile = torch.tensor(keep_ratios, dtype=torch.float64)
+
+    def ratio(power: float) -> float:
+        return float(expected_macs_ratio(dims, lengths, prune_layers, profile**power, fixed))
+
+    low, high = 0.0, 1.0
+    while ratio(high) > target and high < MAX_BUDGET_POWER:
+        low, high = high, 2 * high
+    for _ in range(BISECTION_STEPS):
+        middle = (low + high) / 2
+        low, high = (middle, high) if ratio(middle) > target else (low, middle)
+    return (profile**high).tolist()
 
 
 class LagrangianConstraint(nn.Module):

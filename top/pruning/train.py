@@ -36,7 +36,13 @@ from top.device import resolve_device
 from top.errors import ParamsError
 from top.metrics import compute_metrics, predictions_from_logits
 from top.params import PruneParams
-from top.pruning.l0 import LagrangianConstraint, PruningMasks, expected_macs_ratio, warmed_up_target
+from top.pruning.l0 import (
+    LagrangianConstraint,
+    PruningMasks,
+    expected_macs_ratio,
+    keep_ratios_at_budget,
+    warmed_up_target,
+)
 from top.pruning.macs import EncoderDims, dense_encoder_macs, encoder_macs
 from top.pruning.model import (
     TokenPruningBertForQuestionAnswering,
@@ -165,7 +171,7 @@ def train_token_pruning(
             if step >= total_steps:
                 break
             if step == search_steps and FROZEN_KEEP_RATIOS not in state:
-                _start_finetuning(state, student, optimizers[0], params)
+                _start_finetuning(state, student, optimizers[0], params, dims, splits["train"], tokenizer)
             student.train()
             batch = {name: tensor.to(device) for name, tensor in batch.items()}
             if step < search_steps:
@@ -218,17 +224,44 @@ def _start_finetuning(
     student: TokenPruningBertPreTrainedModel,
     optimizer: torch.optim.Optimizer,
     params: PruneParams,
+    dims: EncoderDims,
+    train_split: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
 ) -> None:
-    """End the search: the best checkpoint's weights and keep ratios become the fine-tuning start.
+    """End the search: the best checkpoint's weights, and its keep ratios scaled to spend the MACs budget on
+    the training lengths (``keep_ratios_at_budget``), become the fine-tuning start.
 
     Adam's moments belong to the weights the search ended on, not to the restored ones, so they start anew.
     """
     _, best_weights, evaluation = _best_or_error(state, params)
+    lengths, fixed = zip(
+        *(
+            _real_lengths(model_inputs(batch), student.config)
+            for batch in batch_loader(train_split, tokenizer, params.eval_batch_size, shuffle=False, seed=0)
+        ),
+        strict=True,
+    )
+    lengths, fixed = torch.cat(lengths), torch.cat(fixed)
+    prune_layers = list(params.prune_layers)
+    keep_ratios = keep_ratios_at_budget(dims, lengths, prune_layers, evaluation.keep_ratios, params.target_macs, fixed)
     student.load_state_dict(best_weights)
-    student.set_keep_ratios(evaluation.keep_ratios)
+    student.set_keep_ratios(keep_ratios)
     optimizer.state.clear()
-    state[FROZEN_KEEP_RATIOS] = list(evaluation.keep_ratios)
-    log.info("search over at step %d; fine-tuning with keep ratios %s", state["step"], evaluation.keep_ratios)
+    state[FROZEN_KEEP_RATIOS] = keep_ratios
+    log.info(
+        "search over at step %d; fine-tuning at keep ratios %s (the search's best: %s)",
+        state["step"],
+        [round(ratio, 4) for ratio in keep_ratios],
+        evaluation.keep_ratios,
+    )
+
+
+def _real_lengths(inputs: dict[str, torch.Tensor], config: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each example's unpadded length and its count of tokens no pruning removes ([CLS], or a protected question)."""
+    lengths = inputs["attention_mask"].sum(dim=1)
+    if getattr(config, "protect_question", False):
+        return lengths, ((inputs["token_type_ids"] == 0) & inputs["attention_mask"].bool()).sum(dim=1)
+    return lengths, torch.ones_like(lengths)
 
 
 def _evaluate_and_keep_best(
@@ -305,10 +338,7 @@ def _step_losses(
     )
     progress = 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
     rank_weight = params.rank_loss_weight * max(RANK_WEIGHT_FLOOR, 1.0 - progress)
-    lengths = inputs["attention_mask"].sum(dim=1)
-    fixed = 1  # [CLS]
-    if getattr(student.config, "protect_question", False):
-        fixed = ((inputs["token_type_ids"] == 0) & inputs["attention_mask"].bool()).sum(dim=1)
+    lengths, fixed = _real_lengths(inputs, student.config)
     keep_ratios = masks.expected_keep_ratios()
     macs_ratio = expected_macs_ratio(dims, lengths, list(params.prune_layers), keep_ratios, fixed)
     lagrangian = constraint(macs_ratio, target)
