@@ -57,8 +57,8 @@ log = logging.getLogger(__name__)
 
 # Part of the checkpoint key: bump it when the saved training state changes meaning, so that a rerun never
 # resumes from a checkpoint written by older code (2: the best model's selection rank is a tuple; 3: the
-# fine-tuning phase and its frozen keep ratios).
-TRAINING_STATE_FORMAT = 3
+# fine-tuning phase and its frozen keep ratios; 4: the cheapest over-budget checkpoint).
+TRAINING_STATE_FORMAT = 4
 
 RANK_WEIGHT_FLOOR = 0.01
 # Training-state key holding the keep ratios the fine-tuning phase trains at; absent while searching.
@@ -153,7 +153,7 @@ def train_token_pruning(
     modules = {"student": student, "masks": masks, "constraint": constraint, "schedule": schedule}
     modules |= {f"optimizer{i}": optimizer for i, optimizer in enumerate(optimizers)}
 
-    state = {"step": 0, "best": None, "history": []}
+    state = {"step": 0, "best": None, "cheapest": None, "history": []}
     if checkpoint_file is not None and Path(checkpoint_file).is_file():
         state = restore_training_state(Path(checkpoint_file), modules)
         log.info("resuming ToP training from step %d", state["step"])
@@ -200,7 +200,12 @@ def train_token_pruning(
                 if checkpoint_file is not None:
                     save_training_state(Path(checkpoint_file), modules, state)
     progress.close()
-    _, best_weights, evaluation = _best_or_error(state, params)
+    if state["best"] is None:
+        raise ParamsError(
+            f"ToP never reached the MACs target {params.target_macs} (last measured ratio "
+            f"{state['history'][-1]['macs_ratio']:.3f}); train longer or raise prune.mask_learning_rate"
+        )
+    _, best_weights, evaluation = state["best"]
     student.load_state_dict(best_weights)
     final = student.set_keep_ratios(evaluation.keep_ratios)
     return (
@@ -208,15 +213,6 @@ def train_token_pruning(
         evaluation,
         {"history": state["history"], "train_seconds": time.perf_counter() - started, "steps": state["step"]},
     )
-
-
-def _best_or_error(state: dict[str, Any], params: PruneParams) -> tuple[Any, dict[str, torch.Tensor], Evaluation]:
-    if state["best"] is None:
-        raise ParamsError(
-            f"ToP never reached the MACs target {params.target_macs} (last measured ratio "
-            f"{state['history'][-1]['macs_ratio']:.3f}); train longer or raise prune.mask_learning_rate"
-        )
-    return state["best"]
 
 
 def _start_finetuning(
@@ -231,9 +227,13 @@ def _start_finetuning(
     """End the search: the best checkpoint's weights, and its keep ratios scaled to spend the MACs budget on
     the training lengths (``keep_ratios_at_budget``), become the fine-tuning start.
 
+    A search that never got under the budget starts from its cheapest checkpoint instead, scaled down to the
+    budget: the fine-tuned model then meets it, or the stage fails at the end as without fine-tuning.
     Adam's moments belong to the weights the search ended on, not to the restored ones, so they start anew.
     """
-    _, best_weights, evaluation = _best_or_error(state, params)
+    if state["best"] is None:
+        log.warning("the search never met the MACs budget; fine-tuning starts from its cheapest checkpoint")
+    _, best_weights, evaluation = state["best"] or state["cheapest"]
     lengths, fixed = zip(
         *(
             _real_lengths(model_inputs(batch), student.config)
@@ -295,8 +295,14 @@ def _evaluate_and_keep_best(
     log.info("step %d: %s", state["step"], record)
     rank = selection_rank(evaluation.macs_ratio, record["dev_score"], params.target_macs, params.macs_tolerance)
     if rank is not None and (state["best"] is None or rank > state["best"][0]):
-        weights = {name: value.detach().clone() for name, value in student.state_dict().items()}
-        state["best"] = (rank, weights, evaluation)
+        state["best"] = (rank, _weights(student), evaluation)
+    cheaper = state["cheapest"] is None or evaluation.macs_ratio < state["cheapest"][0]
+    if state["best"] is None and not finetuning and params.finetune_epochs > 0 and cheaper:
+        state["cheapest"] = (evaluation.macs_ratio, _weights(student), evaluation)
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}
 
 
 def selection_rank(macs_ratio: float, score: float, target: float, tolerance: float) -> tuple[bool, float] | None:
