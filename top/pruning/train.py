@@ -57,8 +57,9 @@ log = logging.getLogger(__name__)
 
 # Part of the checkpoint key: bump it when the saved training state changes meaning, so that a rerun never
 # resumes from a checkpoint written by older code (2: the best model's selection rank is a tuple; 3: the
-# fine-tuning phase and its frozen keep ratios; 4: the cheapest over-budget checkpoint).
-TRAINING_STATE_FORMAT = 4
+# fine-tuning phase and its frozen keep ratios; 4: the cheapest over-budget checkpoint; 5: the learning rate
+# restarts for fine-tuning).
+TRAINING_STATE_FORMAT = 5
 
 RANK_WEIGHT_FLOOR = 0.01
 # Training-state key holding the keep ratios the fine-tuning phase trains at; absent while searching.
@@ -149,7 +150,9 @@ def train_token_pruning(
     search_steps = max(1, math.ceil(batches_per_epoch * params.epochs))
     total_steps = search_steps + math.ceil(batches_per_epoch * params.finetune_epochs)
     warmup_steps = int(search_steps * params.warmup_ratio)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizers[0], lambda step: 1.0 - step / total_steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizers[0], lambda step: _lr_factor(step, search_steps, total_steps)
+    )
     modules = {"student": student, "masks": masks, "constraint": constraint, "schedule": schedule}
     modules |= {f"optimizer{i}": optimizer for i, optimizer in enumerate(optimizers)}
 
@@ -213,6 +216,14 @@ def train_token_pruning(
         evaluation,
         {"history": state["history"], "train_seconds": time.perf_counter() - started, "steps": state["step"]},
     )
+
+
+def _lr_factor(step: int, search_steps: int, total_steps: int) -> float:
+    """Linear decay to 0 over the search (the authors' schedule), then again from the full rate over the
+    fine-tuning: its weights start at a restored checkpoint with fresh Adam moments, not where the search ended."""
+    if step < search_steps:
+        return 1.0 - step / search_steps
+    return 1.0 - (step - search_steps) / max(1, total_steps - search_steps)
 
 
 def _start_finetuning(
