@@ -20,6 +20,7 @@ def test_linear_schedule_cumulative_share_falls_linearly():
     cumulative = [math.prod(ratios[: i + 1]) for i in range(4)]
     assert cumulative == pytest.approx([0.8, 0.6, 0.4, 0.2])
     assert linear_keep_ratios(2, 1.0) == [0.5, 0.0]
+    assert linear_keep_ratios(4, 2.0) == [0.5, 0.0, 0.0, 0.0]  # steeper than 1: empty before the last layer
 
 
 def test_bisection_finds_the_crossing_and_stops_at_the_ends():
@@ -49,3 +50,16 @@ def test_baselines_meet_a_reduced_budget(toy_top):
     truncated = truncation_baseline(tmp_path / "teacher", 0.6, dev)
     assert truncated["macs_ratio_real_lengths"] == pytest.approx(0.6, abs=0.1)  # whole tokens, short toy texts
     assert truncated["max_length"] < 24
+
+
+def test_static_topk_meets_a_budget_under_what_a_slope_of_one_costs(toy_top):
+    """At MRPC's 0.3 ToP budget a slope capped at 1 stopped at 0.48 MACs; steeper schedules reach it."""
+    _params, spec, splits, tokenizer, tmp_path = toy_top
+    dev = DevSet(spec, splits["eval"], tokenizer, 32, 24)
+    slope_one = static_topk_baseline(tmp_path / "teacher", [1, 2], 0.0, dev)  # below every reachable budget
+    assert slope_one["keep_ratios"] == {"layer_1": 0.0, "layer_2": 0.0}
+    floor = slope_one["macs_ratio_real_lengths"]
+    target = (floor + 0.5) / 2  # needs a slope over 1: slope 1 keeps half the tokens at layer 1
+    static = static_topk_baseline(tmp_path / "teacher", [1, 2], target, dev)
+    assert static["keep_ratios"]["layer_1"] < 0.5
+    assert static["macs_ratio_real_lengths"] == pytest.approx(target, abs=0.05)

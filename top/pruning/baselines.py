@@ -50,8 +50,10 @@ class DevSet:
 
 
 def linear_keep_ratios(prune_layers: int, slope: float) -> list[float]:
-    """Per-layer keep ratios whose cumulative share after the i-th of P prune layers is ``1 - slope * i / P``."""
-    cumulative = [1.0 - slope * i / prune_layers for i in range(prune_layers + 1)]
+    """Per-layer keep ratios whose cumulative share after the i-th of P prune layers is ``1 - slope * i / P``,
+    floored at 0: a slope over 1 empties the sequence (but [CLS]) before the last prune layer, which budgets
+    under what slope 1 costs need."""
+    cumulative = [max(0.0, 1.0 - slope * i / prune_layers) for i in range(prune_layers + 1)]
     return [after / before if before > 0 else 0.0 for before, after in itertools.pairwise(cumulative)]
 
 
@@ -78,7 +80,7 @@ def static_topk_baseline(
         ratios = torch.tensor(linear_keep_ratios(len(prune_layers), slope), dtype=torch.float64)
         return float(expected_macs_ratio(dims, lengths, prune_layers, ratios))
 
-    slope = bisect_decreasing(macs_at, target_ratio, 0.0, 1.0)
+    slope = bisect_decreasing(macs_at, target_ratio, 0.0, float(len(prune_layers)))
     model.set_keep_ratios(linear_keep_ratios(len(prune_layers), slope))
     evaluation = dev.evaluate(model)
     return {
