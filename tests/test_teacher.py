@@ -7,10 +7,12 @@ import pytest
 import torch
 from transformers import BertForSequenceClassification
 
+from top import teacher as teacher_module
 from top.backbone import check_bert_dir, resolve_backbone
 from top.data.prepare import prepare_task
 from top.errors import ModelDirError, ParamsError
 from top.params import parse_params
+from top.teacher import _score as teacher_score
 from top.teacher import finetune_teacher, last_complete_checkpoint
 
 from .conftest import toy_dataset, use_toy_task
@@ -32,10 +34,13 @@ def run_teacher(params, work: Path) -> dict:
     )
 
 
-def test_teacher_trains_saves_and_repeats(params_dict, tiny_bert_dir, tmp_path):
+def test_teacher_trains_saves_and_repeats(params_dict, tiny_bert_dir, tmp_path, monkeypatch):
     toy_dataset(tmp_path)
     params = toy_params(params_dict, tmp_path, tiny_bert_dir)
+    scored = []
+    monkeypatch.setattr(teacher_module, "_score", lambda *args: scored.append(teacher_score(*args)) or scored[-1])
     metrics = run_teacher(params, tmp_path / "a")
+    assert len(scored) == 2 and metrics["accuracy"] == scored[-1]["accuracy"]  # one evaluation an epoch, no more
     for key in ("accuracy", "train_seconds", "train_examples_per_second", "eval_examples_per_second"):
         assert metrics[key] >= 0, key
     assert metrics["train_examples"] == 24 and metrics["eval_examples"] == {"eval": 12}

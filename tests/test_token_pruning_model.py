@@ -77,6 +77,30 @@ def test_measured_macs_equal_analytic_on_the_pruned_forward(reference, length, k
     assert lengths[0] == length and lengths[-1] < length
 
 
+def test_a_pruning_model_drops_the_padding_before_the_first_layer(reference):
+    """ToP counts MACs at real lengths; the physical forward must cost that on a padded input too, while a dense
+    model (no prune layers) keeps paying for the padding, as Hugging Face's does (the benchmark's baseline)."""
+    model = pruned_copy(reference, [1, 3], [0.5, 0.8])
+    input_ids = torch.randint(5, 120, (1, 15), generator=torch.Generator().manual_seed(3))
+    padded = {
+        "input_ids": torch.cat([input_ids, torch.zeros(1, 25, dtype=torch.long)], dim=1),
+        "attention_mask": (torch.arange(40) < 15).long()[None, :],
+    }
+    dims = EncoderDims.from_config(model.config)
+    with torch.no_grad():
+        plain = model(input_ids=input_ids)
+        with FlopCounterMode(display=False) as counter:
+            output = model(**padded)
+        with FlopCounterMode(display=False) as dense_counter:
+            dense = pruned_copy(reference, [], [])(**padded)
+    assert torch.allclose(output.logits, plain.logits, atol=1e-5, rtol=0)
+    assert torch.equal(output.token_counts, plain.token_counts)
+    lengths = plain.token_counts[0].tolist()
+    assert counter.get_total_flops() / 2 == encoder_macs(dims, lengths) + classifier_head_macs(dims, 3)
+    assert dense_counter.get_total_flops() / 2 == encoder_macs(dims, [40] * 5) + classifier_head_macs(dims, 3)
+    assert torch.allclose(dense.logits, reference(input_ids=input_ids).logits, atol=1e-5, rtol=0)
+
+
 def test_keep_counts_follow_each_examples_length():
     scores = torch.tensor([[9.0, 0.1, 0.9, 0.5, 0.7, 0.2], [9.0, 0.3, 0.2, 0.1, 0.0, 0.0]])
     alive = torch.tensor([[True] * 6, [True, True, True, True, False, False]])

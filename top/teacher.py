@@ -24,6 +24,7 @@ from transformers import (
     DataCollatorWithPadding,
     EvalPrediction,
     Trainer,
+    TrainerState,
     TrainingArguments,
     set_seed,
 )
@@ -110,9 +111,14 @@ def finetune_teacher(
     evaluation = {}
     eval_speed = []
     for split in spec.eval_splits:
-        prediction = trainer.predict(splits[split.name], metric_key_prefix=split.name)
-        evaluation[split.name] = _score(spec, splits, meta, prediction)
-        eval_speed.append(prediction.metrics[f"{split.name}_samples_per_second"])
+        logged = _final_evaluation(spec, trainer.state) if split.name == "eval" else None
+        if logged is not None:
+            evaluation[split.name], speed = logged
+        else:
+            prediction = trainer.predict(splits[split.name], metric_key_prefix=split.name)
+            evaluation[split.name] = _score(spec, splits, meta, prediction)
+            speed = prediction.metrics[f"{split.name}_samples_per_second"]
+        eval_speed.append(speed)
 
     with atomic_directory(output_dir) as staging:
         trainer.save_model(str(staging))
@@ -136,6 +142,20 @@ def finetune_teacher(
         "eval_examples_per_second": round(float(np.mean(eval_speed)), 3),
         "resumed_from_checkpoint": Path(last_checkpoint).name if last_checkpoint else None,
     }
+
+
+def _final_evaluation(spec: TaskSpec, state: TrainerState) -> tuple[dict[str, float], float] | None:
+    """The primary split's metrics and speed from the evaluation Trainer ran after the last step, if it did.
+
+    The epoch-end evaluation of the last epoch is the final model's: predicting again would double the cost,
+    which at 512 tokens is minutes. A run resumed from a checkpoint taken after that evaluation finds it in
+    the restored log history; anything else (no such entry) is evaluated afresh.
+    """
+    for entry in reversed(state.log_history):
+        final = entry.get("step") == state.global_step and "eval_samples_per_second" in entry
+        if final and all(f"eval_{metric}" in entry for metric in spec.metrics):
+            return {metric: entry[f"eval_{metric}"] for metric in spec.metrics}, entry["eval_samples_per_second"]
+    return None
 
 
 def _new_model(spec: TaskSpec, backbone: str) -> BertForSequenceClassification | BertForQuestionAnswering:

@@ -7,7 +7,8 @@ cost model, so that FFN already runs on the shorter sequence.
 
 Three modes share every line but the last step of a prune: ``physical`` gathers the kept tokens into a shorter,
 right-padded batch (each example keeps its own count; the batch is padded to the largest count and the padding
-is masked as keys); ``masked`` keeps the full length and masks pruned tokens as keys (both give the same logits
+is masked as keys), and drops an input batch's padding the same way before the first layer; ``masked`` keeps
+the full length and masks pruned tokens as keys (both give the same logits
 for the same decisions; only ``physical`` is faster); ``train`` simulates pruning with sampled hard-concrete
 masks as ToP trains it: each live token falls into a rank bin, and the input of the prune layer is multiplied
 by ``1 - (1 - z_bin) * gate`` (keys are not masked, so the masks get gradients).
@@ -123,6 +124,14 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
         hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
         states = _StateTracker(hidden, alive) if track_states else None
         counts, scores = [alive.sum(dim=1)], []
+        if mode == "physical" and self.config.prune_layers and not bool(alive.all()):
+            # Padding is the first thing a pruning model drops: it receives no attention, and ToP's MACs count
+            # each example at its real length. A dense model (no prune layers) keeps Hugging Face's behaviour.
+            order = kept_order(alive)
+            hidden, alive = gather_tokens(hidden, alive, order)
+            fixed = torch.gather(fixed, 1, order) & alive
+            if states is not None:
+                states.gather(order)
         for index in range(self.config.num_hidden_layers):
             entering = hidden
             attended, probs = self.attention_block(index, hidden, keys if mode == "train" else alive)

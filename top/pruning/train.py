@@ -307,6 +307,7 @@ def _evaluate_and_keep_best(
     rank = selection_rank(evaluation.macs_ratio, record["dev_score"], params.target_macs, params.macs_tolerance)
     if rank is not None and (state["best"] is None or rank > state["best"][0]):
         state["best"] = (rank, _weights(student), evaluation)
+        state["cheapest"] = None  # only a search with no checkpoint at the budget needs it
     cheaper = state["cheapest"] is None or evaluation.macs_ratio < state["cheapest"][0]
     if state["best"] is None and not finetuning and params.finetune_epochs > 0 and cheaper:
         state["cheapest"] = (evaluation.macs_ratio, _weights(student), evaluation)
@@ -345,7 +346,7 @@ def _step_losses(
     with torch.no_grad():
         teacher_out = teacher(**inputs, mode="masked", return_scores=True)
     student_out = student(**inputs, mode="train", masks=masks.sample(), return_scores=True)
-    distill = _distillation(student_out, teacher_out, inputs, batch, spec, params)
+    distill = _distillation(student_out, teacher_out, batch, spec, params)
     valid = inputs["attention_mask"].bool().clone()
     valid[:, 0] = False  # [CLS] is never ranked
     teacher_scores = teacher_out.token_scores[-1]
@@ -374,21 +375,20 @@ def _finetune_losses(
     inputs = model_inputs(batch)
     with torch.no_grad():
         teacher_out = teacher(**inputs, mode="masked")
-    distill = _distillation(student(**inputs, mode="physical"), teacher_out, inputs, batch, spec, params)
+    distill = _distillation(student(**inputs, mode="physical"), teacher_out, batch, spec, params)
     return {"total": distill, "distill": distill}
 
 
 def _distillation(
     student_out: Any,
     teacher_out: Any,
-    inputs: dict[str, torch.Tensor],
     batch: dict[str, torch.Tensor],
     spec: TaskSpec,
     params: PruneParams,
 ) -> torch.Tensor:
     """The task loss: soft logit distillation (QA: the mean over start and end, on real positions only)."""
     if spec.is_qa:
-        live = inputs["attention_mask"].bool()
+        live = batch["attention_mask"].bool()
         return (
             sum(
                 _soft_distillation(
