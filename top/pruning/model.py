@@ -8,10 +8,10 @@ cost model, so that FFN already runs on the shorter sequence.
 Three modes share every line but the last step of a prune: ``physical`` gathers the kept tokens into a shorter,
 right-padded batch (each example keeps its own count; the batch is padded to the largest count and the padding
 is masked as keys), and drops an input batch's padding the same way before the first layer; ``masked`` keeps
-the full length and masks pruned tokens as keys (both give the same logits
-for the same decisions; only ``physical`` is faster); ``train`` simulates pruning with sampled hard-concrete
-masks as ToP trains it: each live token falls into a rank bin, and the input of the prune layer is multiplied
-by ``1 - (1 - z_bin) * gate`` (keys are not masked, so the masks get gradients).
+the full length and masks pruned tokens as keys (both give the same logits for the same decisions; only
+``physical`` is faster); ``train`` simulates pruning with sampled hard-concrete masks as ToP trains it: each
+live token falls into a rank bin, and the input of the prune layer is multiplied by ``1 - (1 - z_bin) * gate``
+(keys are not masked, so the masks get gradients).
 
 The weights are those of ``BertForSequenceClassification`` (same module names), so a fine-tuned teacher loads
 directly; the prune layers and keep ratios travel in the config through save_pretrained/from_pretrained.
