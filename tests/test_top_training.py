@@ -98,6 +98,8 @@ def test_interrupted_training_resumes_to_the_same_result(toy_top, monkeypatch, p
     assert resumed.config.keep_ratios == reference.config.keep_ratios
     state, expected = resumed.state_dict(), reference.state_dict()
     assert all(torch.allclose(state[name], expected[name], atol=1e-6) for name in expected)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["state"]
+    assert saved["best"] is not None and saved["cheapest"] is None  # no second state dict once one meets it
 
 
 def test_selection_prefers_a_checkpoint_at_the_budget_over_a_cheaper_better_one():
