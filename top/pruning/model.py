@@ -127,11 +127,7 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
         if mode == "physical" and self.config.prune_layers and not bool(alive.all()):
             # Padding is the first thing a pruning model drops: it receives no attention, and ToP's MACs count
             # each example at its real length. A dense model (no prune layers) keeps Hugging Face's behaviour.
-            order = kept_order(alive)
-            hidden, alive = gather_tokens(hidden, alive, order)
-            fixed = torch.gather(fixed, 1, order) & alive
-            if states is not None:
-                states.gather(order)
+            hidden, alive, fixed = _keep_physically(hidden, alive, fixed, states)
         for index in range(self.config.num_hidden_layers):
             entering = hidden
             attended, probs = self.attention_block(index, hidden, keys if mode == "train" else alive)
@@ -151,11 +147,7 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
                 if states is not None:
                     states.prune(entering, alive & ~keep)
                 if mode == "physical":
-                    order = kept_order(keep)
-                    attended, alive = gather_tokens(attended, keep, order)
-                    fixed = torch.gather(fixed, 1, order) & alive
-                    if states is not None:
-                        states.gather(order)
+                    attended, alive, fixed = _keep_physically(attended, keep, fixed, states)
                 else:
                     alive = keep
             hidden = self.feed_forward_block(index, attended)
@@ -378,6 +370,17 @@ def _fixed_tokens(alive: torch.Tensor, fixed: torch.Tensor | None) -> torch.Tens
     fixed = fixed.clone()
     fixed[:, 0] = alive[:, 0]
     return fixed
+
+
+def _keep_physically(
+    hidden: torch.Tensor, keep: torch.Tensor, fixed: torch.Tensor, states: _StateTracker | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gather the kept tokens to the front of a shorter batch, with their fixed flags and tracked positions."""
+    order = kept_order(keep)
+    hidden, alive = gather_tokens(hidden, keep, order)
+    if states is not None:
+        states.gather(order)
+    return hidden, alive, torch.gather(fixed, 1, order) & alive
 
 
 def kept_order(keep: torch.Tensor) -> torch.Tensor:
