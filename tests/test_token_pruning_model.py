@@ -46,8 +46,11 @@ def test_no_pruning_equals_hugging_face(reference, prune_layers, keep_ratios):
     batch = mixed_batch()
     with torch.no_grad():
         expected = reference(**batch).logits
+        cls_state = reference.bert(**batch).last_hidden_state[:, 0]
         for mode in ("physical", "masked"):
-            assert torch.allclose(model(**batch, mode=mode).logits, expected, atol=1e-5, rtol=0), mode
+            output = model(**batch, mode=mode)
+            assert torch.allclose(output.logits, expected, atol=1e-5, rtol=0), mode
+            assert torch.allclose(output.head_states, cls_state, atol=1e-5, rtol=0), mode
 
 
 @pytest.mark.parametrize(("prune_layers", "keep_ratios"), [([1], [0.5]), ([1, 2, 3], [0.7, 0.6, 0.4])])

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
+from top.data.tasks import resolve_task
 from top.errors import ParamsError
 from top.pruning import train as train_module
-from top.pruning.model import TokenPruningBertForSequenceClassification
+from top.pruning.model import TokenPruningBertForSequenceClassification, TokenPruningOutput, TokenPruningQAOutput
 from top.pruning.train import evaluate, load_models, selection_rank, train_token_pruning
 
 
@@ -110,3 +111,35 @@ def test_selection_prefers_a_checkpoint_at_the_budget_over_a_cheaper_better_one(
     assert at_budget > overshoot
     assert selection_rank(0.505, 0.85, target, tolerance) > at_budget  # within the band the score decides
     assert selection_rank(0.40, 0.95, target, tolerance) > overshoot  # and below it too
+
+
+def test_state_distillation_adds_the_weighted_mse_of_the_head_states(toy_top):
+    params, spec, *_ = toy_top
+    torch.manual_seed(3)
+    student, teacher = (TokenPruningOutput(logits=torch.randn(4, 2), head_states=torch.randn(4, 8)) for _ in range(2))
+    batch = {"attention_mask": torch.ones(4, 5, dtype=torch.long)}
+    logits_only = train_module._distillation(student, teacher, batch, spec, params.prune)
+    weighted = params.prune.__class__(**{**params.prune.__dict__, "state_distill_weight": 0.7})
+    with_states = train_module._distillation(student, teacher, batch, spec, weighted)
+    expected = 0.7 * ((student.head_states - teacher.head_states) ** 2).mean()
+    assert torch.allclose(with_states - logits_only, expected, atol=1e-6, rtol=0)
+    assert logits_only > 0 and expected > 0
+
+
+def test_qa_state_distillation_ignores_padding_positions(toy_top):
+    params, *_ = toy_top
+    qa = resolve_task("squad", {})
+    weighted = params.prune.__class__(**{**params.prune.__dict__, "state_distill_weight": 1.0})
+    torch.manual_seed(4)
+    batch = {"attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])}
+
+    def output(states):
+        return TokenPruningQAOutput(start_logits=torch.zeros(2, 4), end_logits=torch.zeros(2, 4), head_states=states)
+
+    student_states, teacher_states = torch.randn(2, 4, 8), torch.randn(2, 4, 8)
+    loss = train_module._distillation(output(student_states), output(teacher_states), batch, qa, weighted)
+    moved = student_states.clone()
+    moved[0, 3] += 100.0  # a padding position
+    assert train_module._distillation(output(moved), output(teacher_states), batch, qa, weighted) == loss
+    live = batch["attention_mask"].bool()
+    assert torch.allclose(loss, ((student_states[live] - teacher_states[live]) ** 2).mean(), atol=1e-6, rtol=0)

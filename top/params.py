@@ -99,6 +99,7 @@ class PruneParams:
     top_k: int = _check(1)
     distill_layers: list[int]
     rank_loss_weight: float = _check(0)
+    state_distill_weight: float = _check(0)
     distill_temperature: float = _check(0, exclusive_minimum=True)
     epochs: float = _check(0, exclusive_minimum=True)
     finetune_epochs: float = _check(0)

@@ -59,6 +59,9 @@ class TokenPruningOutput(ModelOutput):
     token_counts: torch.Tensor | None = None
     # Per layer, the attention each token received ([B, n]); only with return_scores=True.
     token_scores: tuple[torch.Tensor, ...] | None = None
+    # What the head reads: the final [CLS] state [B, d] (classification) or every position's final state
+    # [B, N, d] (QA); a distillation target richer than the logits.
+    head_states: torch.Tensor | None = None
 
 
 @dataclass
@@ -202,6 +205,7 @@ class TokenPruningBertForSequenceClassification(TokenPruningBertPreTrainedModel)
             logits=logits,
             token_counts=encoded.counts,
             token_scores=encoded.scores,
+            head_states=encoded.hidden[:, 0],
         )
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
@@ -258,6 +262,7 @@ class TokenPruningBertForQuestionAnswering(TokenPruningBertPreTrainedModel):
             end_logits=end_logits,
             token_counts=encoded.counts,
             token_scores=encoded.scores,
+            head_states=encoded.token_states,
         )
 
 

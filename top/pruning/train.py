@@ -1,7 +1,8 @@
 """ToP training: ranking distillation plus coarse-to-fine L0 masks under a Lagrangian MACs constraint.
 
 One step: sample the masks, run the student in ``train`` mode and the frozen teacher; the loss is the logit
-distillation (KL at temperature T, scaled by T^2; MSE for regression), the Lagrangian term on the expected
+distillation (KL at temperature T, scaled by T^2; MSE for regression) with an optional MSE on the head's input
+states (our addition, off at weight 0), the Lagrangian term on the expected
 MACs ratio, and the ARP2 ranking loss on the distilled layers, whose weight decays with the MACs warm-up (to
 1% of its value, as in the authors' recipe). Model weights, masks and multipliers have their own optimizers;
 the multipliers ascend. Evaluation uses the deterministic keep ratios on the physically pruned model, and a
@@ -386,10 +387,14 @@ def _distillation(
     spec: TaskSpec,
     params: PruneParams,
 ) -> torch.Tensor:
-    """The task loss: soft logit distillation (QA: the mean over start and end, on real positions only)."""
+    """The task loss: soft logit distillation (QA: the mean over start and end, on real positions only), plus
+    ``state_distill_weight`` times the MSE between the student's and the teacher's head inputs (the final
+    [CLS] state; QA: every real position's final state). Two logits per example are a thin signal for a
+    pruned model to recover from; the state the classifier reads has hidden_size numbers.
+    """
+    live = batch["attention_mask"].bool()
     if spec.is_qa:
-        live = batch["attention_mask"].bool()
-        return (
+        task = (
             sum(
                 _soft_distillation(
                     getattr(student_out, name).masked_fill(~live, -1e4),
@@ -400,9 +405,16 @@ def _distillation(
             )
             / 2
         )
-    if spec.is_regression:  # STS-B: the label itself, as the authors do
-        return F.mse_loss(student_out.logits.squeeze(-1), batch["labels"].float())
-    return _soft_distillation(student_out.logits, teacher_out.logits, params.distill_temperature)
+    elif spec.is_regression:  # STS-B: the label itself, as the authors do
+        task = F.mse_loss(student_out.logits.squeeze(-1), batch["labels"].float())
+    else:
+        task = _soft_distillation(student_out.logits, teacher_out.logits, params.distill_temperature)
+    if params.state_distill_weight == 0:
+        return task
+    student_states, teacher_states = student_out.head_states, teacher_out.head_states
+    if spec.is_qa:
+        student_states, teacher_states = student_states[live], teacher_states[live]
+    return task + params.state_distill_weight * F.mse_loss(student_states, teacher_states)
 
 
 def _soft_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
