@@ -28,8 +28,10 @@ repro: venv
 lint: venv
 	$(BIN)/ruff check top pipeline tests
 
+# One pytest-xdist worker per core: most of the suite's time is single-threaded stage subprocesses.
+TEST_WORKERS ?= auto
 test: lint
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -ra --numprocesses $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # A local Prefect server (SQLite, state in .work/prefect) and the process serving top/compress and top-sweep/sweep.
 PORT ?= 4200

@@ -19,6 +19,11 @@ from top.params import parse_params
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 
+# Under pytest-xdist (`make test` runs one worker per core) each worker gets its share of the cores: torch's
+# default of one thread per core in every worker would oversubscribe them.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
