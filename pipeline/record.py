@@ -1,0 +1,101 @@
+"""Record a finished run as one JSON file under artifacts/metrics/experiments/, kept in git.
+
+`python -m pipeline.record NAME --why "..."` after a `dvc repro` (or `dvc exp run`) in a checkout: the file holds
+the code commit, the params that differ from the committed params.yaml, every stage's metrics and the ToP
+trajectory. Why: `dvc exp show` forgets an experiment once its workspace is gone, and a README figure must
+point at a file anyone can open and a command anyone can rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.stage import METRICS_DIR, PARAMS_FILE, metrics_path
+from top.atomic import write_json
+from top.errors import TopError
+
+STAGES = ("prepare", "teacher", "prune", "baselines", "quantize", "benchmark", "flex", "flex_benchmark")
+HISTORY_FILE = "artifacts/prune_live/history.tsv"
+MISSING = object()
+
+
+def changed_params(committed: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key=value`` for every dotted key whose value differs from the committed params (new keys included)."""
+    changes = []
+    for key, value in current.items():
+        dotted = f"{prefix}{key}"
+        before = committed.get(key, MISSING)
+        if isinstance(value, dict) and isinstance(before, dict):
+            changes += changed_params(before, value, f"{dotted}.")
+        elif before is MISSING or value != before:
+            changes.append(f"{dotted}={json.dumps(value)}")
+    return changes
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """The ToP trajectory (one row per evaluation); numbers as floats, the phase as text, empty cells dropped."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [
+            {key: value if key == "phase" else float(value) for key, value in row.items() if value != ""}
+            for row in csv.DictReader(handle, delimiter="\t")
+        ]
+
+
+def experiment_record(root: Path, command: str, why: str) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise TopError(f"record: git {' '.join(args)} failed in {root}: {result.stderr.strip()}")
+        return result.stdout
+
+    committed = yaml.safe_load(git("show", f"HEAD:{PARAMS_FILE}"))
+    current = yaml.safe_load((root / PARAMS_FILE).read_text(encoding="utf-8"))
+    metrics = {
+        stage: json.loads((root / metrics_path(stage)).read_text(encoding="utf-8"))
+        for stage in STAGES
+        if (root / metrics_path(stage)).is_file()
+    }
+    if not metrics:
+        raise TopError(f"record: no stage metrics under {root / METRICS_DIR}; run the pipeline first")
+    uncommitted_code = git("status", "--porcelain", "--", "top", "pipeline", "dvc.yaml").strip()
+    record: dict[str, Any] = {
+        "command": command,
+        "code_commit": git("rev-parse", "--short", "HEAD").strip()
+        + (" (uncommitted code)" if uncommitted_code else ""),
+        "params_changed_from_defaults": changed_params(committed, current),
+        "why": why,
+        **metrics,
+    }
+    if (root / HISTORY_FILE).is_file() and "prune" in metrics:
+        record["prune"] = {key: value for key, value in metrics["prune"].items() if key != "history"}
+        record["history"] = read_history(root / HISTORY_FILE)
+    return record
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", help="file name under artifacts/metrics/experiments/ (without .json)")
+    parser.add_argument("--why", required=True, help="what the run measures, in a sentence")
+    parser.add_argument("--command", default="dvc repro", help="the command that produced the metrics")
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="the checkout that ran it")
+    args = parser.parse_args(argv)
+    try:
+        record = experiment_record(args.root, args.command, args.why)
+    except TopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    target = args.root / METRICS_DIR / "experiments" / f"{args.name}.json"
+    write_json(target, record)
+    print(target)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
