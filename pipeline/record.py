@@ -1,8 +1,9 @@
 """Record a finished run as one JSON file under artifacts/metrics/experiments/, kept in git.
 
 `python -m pipeline.record NAME --why "..."` after a `dvc repro` (or `dvc exp run`) in a checkout: the file holds
-the code commit, the params that differ from the committed params.yaml, every stage's metrics and the ToP
-trajectory. Why: `dvc exp show` forgets an experiment once its workspace is gone, and a README figure must
+the code commit, the params that differ from the committed params.yaml, the metrics of every stage that
+`dvc status` calls up to date (a stale stage's metrics file belongs to another run, so it is only named) and the
+ToP trajectory. Why: `dvc exp show` forgets an experiment once its workspace is gone, and a README figure must
 point at a file anyone can open and a command anyone can rerun.
 """
 
@@ -50,28 +51,27 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 
 
 def experiment_record(root: Path, command: str, why: str) -> dict[str, Any]:
-    def git(*args: str) -> str:
-        result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    def tool(*args: str) -> str:
+        result = subprocess.run(args, cwd=root, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise TopError(f"record: git {' '.join(args)} failed in {root}: {result.stderr.strip()}")
+            raise TopError(f"record: {' '.join(args)} failed in {root}: {result.stderr.strip()[-500:]}")
         return result.stdout
 
-    committed = yaml.safe_load(git("show", f"HEAD:{PARAMS_FILE}"))
+    committed = yaml.safe_load(tool("git", "show", f"HEAD:{PARAMS_FILE}"))
     current = yaml.safe_load((root / PARAMS_FILE).read_text(encoding="utf-8"))
-    metrics = {
-        stage: json.loads((root / metrics_path(stage)).read_text(encoding="utf-8"))
-        for stage in STAGES
-        if (root / metrics_path(stage)).is_file()
-    }
-    if not metrics:
-        raise TopError(f"record: no stage metrics under {root / METRICS_DIR}; run the pipeline first")
-    uncommitted_code = git("status", "--porcelain", "--", "top", "pipeline", "dvc.yaml").strip()
+    stale = set(json.loads(tool(sys.executable, "-m", "dvc", "status", "--json") or "{}"))
+    ran = [stage for stage in STAGES if stage not in stale and (root / metrics_path(stage)).is_file()]
+    if not ran:
+        raise TopError(f"record: no up-to-date stage metrics under {root / METRICS_DIR}; run the pipeline first")
+    metrics = {stage: json.loads((root / metrics_path(stage)).read_text(encoding="utf-8")) for stage in ran}
+    uncommitted_code = tool("git", "status", "--porcelain", "--", "top", "pipeline", "dvc.yaml").strip()
     record: dict[str, Any] = {
         "command": command,
-        "code_commit": git("rev-parse", "--short", "HEAD").strip()
+        "code_commit": tool("git", "rev-parse", "--short", "HEAD").strip()
         + (" (uncommitted code)" if uncommitted_code else ""),
         "params_changed_from_defaults": changed_params(committed, current),
         "why": why,
+        "stale_stages_not_recorded": sorted(stale),
         **metrics,
     }
     if (root / HISTORY_FILE).is_file() and "prune" in metrics:

@@ -2,47 +2,73 @@
 
 import json
 import subprocess
+import sys
 
 import pytest
 import yaml
 
 from pipeline.record import changed_params, main
 
+from .stage_runner import init_dvc_repo, stage_env
 
-def git(root, *args):
-    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+# Two stand-in stages: each writes its metrics file; prune also writes a trajectory.
+STAGE_SCRIPT = """import json, pathlib, sys
+name = sys.argv[1]
+pathlib.Path("artifacts/metrics").mkdir(parents=True, exist_ok=True)
+pathlib.Path(f"artifacts/metrics/{name}.json").write_text(json.dumps({"f1": 0.5, "history": [1]}))
+if name == "prune":
+    pathlib.Path("artifacts/prune_live").mkdir(exist_ok=True)
+    pathlib.Path("artifacts/prune_live/history.tsv").write_text("step\\tphase\\tf1\\trank\\n50\\tsearch\\t0.87\\t\\n")
+"""
+
+
+def dvc_yaml() -> dict:
+    def stage(name: str, param: str, outs: list[str]) -> dict:
+        return {
+            "cmd": f"python stage.py {name}",
+            "params": [param],
+            "outs": outs,
+            "metrics": [{f"artifacts/metrics/{name}.json": {"cache": False}}],
+        }
+
+    return {"stages": {"teacher": stage("teacher", "teacher.lr", []), "prune": stage("prune", "prune.epochs", [])}}
 
 
 @pytest.fixture
 def finished_run(tmp_path):
-    params = {"data": {"task": "mrpc", "qa": {"stride": 128}}, "prune": {"epochs": 6, "target_macs": 0.5}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "add", "params.yaml")
-    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "params")
-    params["prune"]["epochs"] = 3
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
-    metrics = tmp_path / "artifacts" / "metrics"
-    metrics.mkdir(parents=True)
-    (metrics / "teacher.json").write_text(json.dumps({"f1": 0.88}), encoding="utf-8")
-    (metrics / "prune.json").write_text(json.dumps({"f1": 0.86, "history": [1]}), encoding="utf-8")
-    live = tmp_path / "artifacts" / "prune_live"
-    live.mkdir()
-    (live / "history.tsv").write_text("step\tphase\tf1\trank\n50\tsearch\t0.87\t\n60\tfinetune\t0.86\t3.3\n")
-    return tmp_path
+    env = stage_env(tmp_path / "env")
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "stage.py").write_text(STAGE_SCRIPT, encoding="utf-8")
+    (root / "params.yaml").write_text(yaml.safe_dump({"teacher": {"lr": 1}, "prune": {"epochs": 6}}))
+    (root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml(), sort_keys=False), encoding="utf-8")
+    init_dvc_repo(root, env)
+    reproduce = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro"], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
+    assert reproduce.returncode == 0, reproduce.stderr
+    return root, env
+
+
+def record(root, name="my-run"):
+    main([name, "--why", "a test", "--command", "dvc repro", "--root", str(root)])
+    return json.loads((root / f"artifacts/metrics/experiments/{name}.json").read_text(encoding="utf-8"))
 
 
 def test_a_run_is_recorded_with_its_changed_params_metrics_and_trajectory(finished_run, capsys):
-    main(["my-run", "--why", "a test", "--command", "dvc repro prune", "--root", str(finished_run)])
-    record = json.loads((finished_run / "artifacts/metrics/experiments/my-run.json").read_text(encoding="utf-8"))
-    assert record["params_changed_from_defaults"] == ["prune.epochs=3"]
-    assert record["command"] == "dvc repro prune" and record["why"] == "a test"
-    assert record["teacher"] == {"f1": 0.88} and record["prune"] == {"f1": 0.86}
-    assert record["history"] == [
-        {"step": 50.0, "phase": "search", "f1": 0.87},
-        {"step": 60.0, "phase": "finetune", "f1": 0.86, "rank": 3.3},
-    ]
-    assert len(record["code_commit"]) >= 7 and "uncommitted" not in record["code_commit"]
+    root, env = finished_run
+    (root / "params.yaml").write_text(yaml.safe_dump({"teacher": {"lr": 1}, "prune": {"epochs": 3}}))
+    stale = record(root, "stale")
+    assert stale["params_changed_from_defaults"] == ["prune.epochs=3"]
+    assert stale["stale_stages_not_recorded"] == ["prune"] and "prune" not in stale and "history" not in stale
+    assert stale["teacher"] == {"f1": 0.5, "history": [1]}
+
+    subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=env, capture_output=True, check=True)
+    fresh = record(root)
+    assert fresh["stale_stages_not_recorded"] == [] and fresh["command"] == "dvc repro" and fresh["why"] == "a test"
+    assert fresh["prune"] == {"f1": 0.5}  # the trajectory comes from history.tsv, numbers as floats
+    assert fresh["history"] == [{"step": 50.0, "phase": "search", "f1": 0.87}]
+    assert len(fresh["code_commit"]) >= 7
     assert "my-run.json" in capsys.readouterr().out
 
 
@@ -52,11 +78,12 @@ def test_changed_params_names_nested_and_new_keys():
     assert changed_params(committed, current) == ["a.c.d=[1, 3]", "a.f=null"]
 
 
-def test_a_checkout_without_metrics_is_a_clear_error(finished_run, capsys):
-    for path in (finished_run / "artifacts" / "metrics").iterdir():
+def test_a_checkout_without_up_to_date_metrics_is_a_clear_error(finished_run, capsys):
+    root, _ = finished_run
+    for path in (root / "artifacts" / "metrics").iterdir():
         path.unlink()
     with pytest.raises(SystemExit) as exit_info:
-        main(["empty", "--why", "nothing ran", "--root", str(finished_run)])
+        main(["empty", "--why", "nothing ran", "--root", str(root)])
     assert exit_info.value.code == 2
-    assert "no stage metrics" in capsys.readouterr().err
-    assert not (finished_run / "artifacts/metrics/experiments").exists()
+    assert "no up-to-date stage metrics" in capsys.readouterr().err
+    assert not (root / "artifacts/metrics/experiments").exists()
