@@ -51,6 +51,8 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 
 
 def experiment_record(root: Path, command: str, why: str) -> dict[str, Any]:
+    """The record of the run in checkout ``root``; only metrics that match its code and params go in."""
+
     def tool(*args: str) -> str:
         result = subprocess.run(args, cwd=root, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -87,6 +89,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--command", default="dvc repro", help="the command that produced the metrics")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the checkout that ran it")
     args = parser.parse_args(argv)
+    if Path(args.name).name != args.name or args.name in ("", ".", ".."):
+        parser.error(f"NAME must be a plain file name, got {args.name!r}")
     try:
         record = experiment_record(args.root, args.command, args.why)
     except TopError as exc:
