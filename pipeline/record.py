@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,10 @@ from typing import Any
 import yaml
 
 from pipeline.stage import METRICS_DIR, PARAMS_FILE, metrics_path
+from pipeline.workspace import FLEX_STAGES, NAME_PATTERN, STAGES, run_tool
 from top.atomic import write_json
 from top.errors import TopError
 
-STAGES = ("prepare", "teacher", "prune", "baselines", "quantize", "benchmark", "flex", "flex_benchmark")
 HISTORY_FILE = "artifacts/prune_live/history.tsv"
 MISSING = object()
 
@@ -54,15 +53,15 @@ def experiment_record(root: Path, command: str, why: str) -> dict[str, Any]:
     """The record of the run in checkout ``root``; only metrics that match its code and params go in."""
 
     def tool(*args: str) -> str:
-        result = subprocess.run(args, cwd=root, capture_output=True, text=True, check=False)
+        result = run_tool(list(args), root)
         if result.returncode != 0:
             raise TopError(f"record: {' '.join(args)} failed in {root}: {result.stderr.strip()[-500:]}")
         return result.stdout
 
     committed = yaml.safe_load(tool("git", "show", f"HEAD:{PARAMS_FILE}"))
     current = yaml.safe_load((root / PARAMS_FILE).read_text(encoding="utf-8"))
-    stale = set(json.loads(tool(sys.executable, "-m", "dvc", "status", "--json") or "{}"))
-    ran = [stage for stage in STAGES if stage not in stale and (root / metrics_path(stage)).is_file()]
+    stale = set(json.loads(tool("dvc", "status", "--json") or "{}"))
+    ran = [stage for stage in STAGES + FLEX_STAGES if stage not in stale and (root / metrics_path(stage)).is_file()]
     if not ran:
         raise TopError(f"record: no up-to-date stage metrics under {root / METRICS_DIR}; run the pipeline first")
     metrics = {stage: json.loads((root / metrics_path(stage)).read_text(encoding="utf-8")) for stage in ran}
@@ -89,8 +88,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--command", default="dvc repro", help="the command that produced the metrics")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the checkout that ran it")
     args = parser.parse_args(argv)
-    if Path(args.name).name != args.name or args.name in ("", ".", ".."):
-        parser.error(f"NAME must be a plain file name, got {args.name!r}")
+    if not NAME_PATTERN.match(args.name):
+        parser.error(f"NAME must be letters, digits, '.', '_' or '-' (at most 64), got {args.name!r}")
     try:
         record = experiment_record(args.root, args.command, args.why)
     except TopError as exc:

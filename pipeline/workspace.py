@@ -57,12 +57,13 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_tool(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a command (git, dvc, a stage) in ``cwd`` with ``tool_env``; the caller checks the exit code."""
     return subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True, check=False)
 
 
 def _checked(args: list[str], cwd: Path) -> str:
-    result = _run(args, cwd)
+    result = run_tool(args, cwd)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed in {cwd}: {(result.stderr or result.stdout)[-2000:]}")
     return result.stdout
@@ -78,7 +79,7 @@ def create_workspace(project: Path, name: str, overrides: dict[str, Any]) -> Pat
     workspace.parent.mkdir(parents=True, exist_ok=True)
     _checked(["git", "clone", "--quiet", str(project), str(workspace)], project)
     for key in ("user.name", "user.email"):
-        value = _run(["git", "config", key], project).stdout.strip() or (
+        value = run_tool(["git", "config", key], project).stdout.strip() or (
             "top pipeline" if key == "user.name" else "top@localhost"
         )
         _checked(["git", "config", key, value], workspace)
@@ -105,7 +106,7 @@ def set_params(path: Path, overrides: dict[str, Any]) -> None:
 
 def reproduce_stage(workspace: Path, stage: str) -> StageResult:
     """`dvc repro` of one stage: DVC decides whether it must run; a failure carries the stage's own error line."""
-    result = _run(["dvc", "repro", "--single-item", stage], workspace)
+    result = run_tool(["dvc", "repro", "--single-item", stage], workspace)
     log = result.stdout + result.stderr
     if result.returncode != 0:
         errors = [line for line in log.splitlines() if line.startswith("error: stage")]

@@ -2,9 +2,9 @@
 
 One step: sample the masks, run the student in ``train`` mode and the frozen teacher; the loss is the logit
 distillation (KL at temperature T, scaled by T^2; MSE for regression) with an optional MSE on the head's input
-states (our addition, off at weight 0), the Lagrangian term on the expected
-MACs ratio, and the ARP2 ranking loss on the distilled layers, whose weight decays with the MACs warm-up (to
-1% of its value, as in the authors' recipe). Model weights, masks and multipliers have their own optimizers;
+states (our addition, off at weight 0), the Lagrangian term on the expected MACs ratio, and the ARP2 ranking
+loss on the distilled layers, whose weight decays with the MACs warm-up (to 1% of its value, as in the
+authors' recipe). Model weights, masks and multipliers have their own optimizers;
 the multipliers ascend. Evaluation uses the deterministic keep ratios on the physically pruned model, and a
 checkpoint can become the best one only once its measured MACs ratio meets the target (see ``selection_rank``).
 
