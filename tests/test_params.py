@@ -29,6 +29,7 @@ def test_repository_params_are_valid(default_params_dict):
         ("data", "max_length", 1024, "data.max_length must be at most 512"),
         ("data", "max_train_samples", 0, "data.max_train_samples must be at least 1"),
         ("model", "backbone", "", "model.backbone must be a non-empty string"),
+        ("quantize", "activation_algorithm", "mse", "quantize.activation_algorithm must be one of kl, minmax"),
     ],
 )
 def test_bad_values_are_named(params_dict, section, key, value, message):

@@ -45,6 +45,16 @@ def test_int8_stays_pruned_tracks_fp32_and_reloads(pruned_fp32, tmp_path):
         int8(**inputs, mode="masked")
 
 
+def test_minmax_calibration_also_tracks_fp32_and_unknown_algorithm_is_named(pruned_fp32):
+    int8, _ = quantize_int8(pruned_fp32, [batch(seed) for seed in range(4)], activation_algorithm="minmax")
+    inputs = batch(99)
+    with torch.no_grad():
+        reference, quantized = pruned_fp32(**inputs), int8(**inputs)
+    assert (quantized.logits - reference.logits).abs().max() < 0.1 * reference.logits.abs().max()
+    with pytest.raises(ValueError, match="activation_algorithm must be one of"):
+        quantize_int8(pruned_fp32, [batch(0)], activation_algorithm="mse")
+
+
 def test_not_an_int8_dir(tmp_path):
     with pytest.raises(ModelDirError, match="not an INT8 model directory"):
         load_int8(tmp_path)

@@ -115,6 +115,10 @@ class PruneParams:
     threads: int | None = _check(1)
 
 
+# How INT8 calibration turns observed activations into ranges (INC act_algo values; top.quantize).
+INT8_ACTIVATION_ALGORITHMS = ("kl", "minmax")
+
+
 @dataclass(frozen=True)
 class QuantizeParams:
     """Static INT8 (Intel Neural Compressor) of the teacher and the ToP model; optional."""
@@ -122,6 +126,7 @@ class QuantizeParams:
     enabled: bool
     calibration_batches: int = _check(0)
     calibration_batch_size: int = _check(1)
+    activation_algorithm: str = _check(choices=INT8_ACTIVATION_ALGORITHMS)
     eval_batch_size: int = _check(1)
     seed: int = _check(0)
 

@@ -24,6 +24,7 @@ from torch.export import Dim
 
 from top.atomic import atomic_directory
 from top.errors import ModelDirError
+from top.params import INT8_ACTIVATION_ALGORITHMS
 from top.pruning.model import (
     TokenPruningBertForQuestionAnswering,
     TokenPruningBertForSequenceClassification,
@@ -138,14 +139,25 @@ def compiled_fp32(model: TokenPruningBertPreTrainedModel) -> BlockwiseEncoder:
 
 
 def quantize_int8(
-    model: TokenPruningBertPreTrainedModel, calibration: Iterable[dict[str, torch.Tensor]]
+    model: TokenPruningBertPreTrainedModel,
+    calibration: Iterable[dict[str, torch.Tensor]],
+    activation_algorithm: str = "kl",
 ) -> tuple[BlockwiseEncoder, list[dict[str, tuple[torch.Tensor, ...]]]]:
     """Static INT8 of ``model``'s encoder blocks, calibrated on ``calibration`` batches (model inputs).
 
+    ``activation_algorithm`` picks how INC turns the observed activations into ranges: ``kl`` (the histogram
+    range that loses least information, which clips rare outliers) or ``minmax`` (INC's default, the full
+    observed range). KL is the default because minmax spends the 256 levels on outliers: on MRPC it kept fewer
+    FP32 predictions (ToP 95.3% against 96.3%, teacher 97.3% against 97.5%; README, INT8 section).
     Returns the quantized model and, per layer, the example inputs its blocks were exported with (saving needs them).
     """
     from neural_compressor.torch.export import export
     from neural_compressor.torch.quantization import StaticQuantConfig, convert, prepare
+
+    if activation_algorithm not in INT8_ACTIVATION_ALGORITHMS:
+        raise ValueError(
+            f"activation_algorithm must be one of {INT8_ACTIVATION_ALGORITHMS}, got {activation_algorithm!r}"
+        )
 
     batches = list(calibration)
     if not batches:
@@ -162,7 +174,7 @@ def quantize_int8(
             {
                 kind: prepare(
                     export(fp32[kind], inputs[kind], dynamic_shapes=tuple(tokens for _ in inputs[kind])),
-                    StaticQuantConfig(),
+                    StaticQuantConfig(act_algo=activation_algorithm),
                     example_inputs=inputs[kind],
                 )
                 for kind in BLOCK_KINDS
