@@ -149,7 +149,9 @@ def tiny_pipeline_params(
         threads=1,
     )
     params_dict["quantize"].update(calibration_batches=2, calibration_batch_size=8)
-    params_dict["benchmark"].update(threads=1, batch_sizes=[1, 4], examples=8, warmup=1, repetitions=2, compile=False)
+    params_dict["benchmark"].update(
+        threads=1, batch_sizes=[1, 4], examples=8, warmup=1, repetitions=2, rounds=2, compile=False
+    )
     params_dict["flex"].update(
         importance_samples=8,
         widths=[1.0, 0.5],

@@ -2,14 +2,17 @@
 
 Inputs are real dev examples, batched two ways: dynamic padding (pad to the longest example in the batch,
 what a server does) and padded to the task's max length (the papers' convention). Every model sees the same
-batches in the same order; each (model, inputs, batch size) gets untimed warm-up calls, then timed calls, and we
-report the median and p90 latency. Speed-ups are against the fastest dense FP32 variant at the same inputs
-and batch size, so compiling the baseline cannot flatter the pruned models.
+batches in the same order; each (model, inputs, batch size) gets untimed warm-up calls, then timed calls in
+rounds that interleave the models (so a slow spell of the machine hits all of them alike). We report the median
+and p90 latency over all timed calls, each round's median, and the spread of the per-round speed-ups.
+Speed-ups are against the fastest dense FP32 variant at the same inputs and batch size, so compiling the
+baseline cannot flatter the pruned models.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 import logging
 import os
 import platform
@@ -30,6 +33,7 @@ from top.data.batches import MODEL_INPUTS
 log = logging.getLogger(__name__)
 
 INPUT_KINDS = ("dynamic", "padded")
+SPEEDUP_KEYS = ("speedup_vs_best_dense_fp32", "speedup_min_over_rounds", "speedup_max_over_rounds")
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 
@@ -69,77 +73,120 @@ def benchmark_batches(
     return batches
 
 
-@torch.no_grad()
-def time_calls(
-    run: Callable[[dict[str, torch.Tensor]], Any], batches: list[dict[str, torch.Tensor]], warmup: int, repetitions: int
-) -> list[float]:
-    """Seconds per call: ``warmup`` untimed calls, then ``repetitions`` timed ones, cycling through ``batches``."""
-    for index in range(warmup):
-        run(batches[index % len(batches)])
-    seconds = []
-    for index in range(repetitions):
-        batch = batches[(warmup + index) % len(batches)]
-        started = time.perf_counter()
-        run(batch)
-        seconds.append(time.perf_counter() - started)
-    return seconds
+@dataclass(frozen=True)
+class Timing:
+    """How calls are timed: untimed warm-ups, then ``repetitions`` timed calls spread over ``rounds`` rounds.
+
+    In each round every variant takes its turn at every case, so a slow spell of a noisy machine (two
+    identical benchmark runs here once differed 1.6x in one speed-up) falls on all the models compared at
+    that case rather than on whichever one happened to be timed then.
+    """
+
+    warmup: int
+    repetitions: int
+    rounds: int = 1
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0 or not 1 <= self.rounds <= self.repetitions:
+            raise ValueError(
+                "timing needs warmup >= 0 and 1 <= rounds <= repetitions, got "
+                f"warmup={self.warmup}, repetitions={self.repetitions}, rounds={self.rounds}"
+            )
+
+    def round_calls(self) -> list[range]:
+        """Indices (among the timed calls) of each round's calls: as even a split as the counts allow."""
+        bounds = [index * self.repetitions // self.rounds for index in range(self.rounds + 1)]
+        return [range(low, high) for low, high in itertools.pairwise(bounds)]
 
 
-def latency_summary(seconds: list[float], batch_size: int) -> dict[str, float]:
-    median = statistics.median(seconds)
+def latency_summary(seconds: list[list[float]], batch_size: int) -> dict[str, Any]:
+    """Median and p90 over every timed call (``seconds`` holds one list per round), and each round's median."""
+    pooled = [value for timed in seconds for value in timed]
+    median = statistics.median(pooled)
     return {
         "median_ms": round(1000 * median, 3),
-        "p90_ms": round(1000 * float(np.percentile(seconds, 90)), 3),
+        "p90_ms": round(1000 * float(np.percentile(pooled, 90)), 3),
         "examples_per_second": round(batch_size / median, 2),
+        "round_medians_ms": [round(1000 * statistics.median(timed), 3) for timed in seconds],
     }
 
 
+@torch.no_grad()
 def run_benchmark(
     variants: list[Variant],
     split: datasets.Dataset,
     tokenizer: PreTrainedTokenizerBase,
     batch_sizes: list[int],
     max_length: int,
-    warmup: int,
-    repetitions: int,
+    timing: Timing,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> list[dict[str, Any]]:
-    """One row per (variant, input kind, batch size), with speed-up against the best dense FP32 row."""
+    """One row per (variant, input kind, batch size), with speed-ups against the best dense FP32 row.
+
+    Every variant runs the same batches in the same order. Warm-ups come first, for every variant and case;
+    then each round times every case for every variant in turn, the variants' order rotating between rounds.
+    """
     cases = [(kind, size) for kind in INPUT_KINDS for size in batch_sizes]
-    inputs = {
-        case: benchmark_batches(split, tokenizer, case[1], case[0], max_length, warmup + repetitions) for case in cases
-    }
-    rows = []
-    progress = tqdm(total=len(variants) * len(cases), desc="benchmark")
+    count = timing.warmup + timing.repetitions
+    inputs = {case: benchmark_batches(split, tokenizer, case[1], case[0], max_length, count) for case in cases}
+    progress = tqdm(total=len(variants) * len(cases) * (1 + timing.rounds), desc="benchmark")
     for variant in variants:
-        for kind, size in cases:
-            seconds = time_calls(variant.run, inputs[(kind, size)], warmup, repetitions)
-            rows.append(
-                {
-                    "model": variant.name,
-                    "family": variant.family,
-                    "precision": variant.precision,
-                    "runtime": variant.runtime,
-                    "inputs": kind,
-                    "batch_size": size,
-                    **latency_summary(seconds, size),
-                }
-            )
+        for case in cases:
+            for batch in inputs[case][: timing.warmup]:
+                variant.run(batch)
             progress.update(1)
+    seconds: dict[tuple[str, tuple[str, int]], list[list[float]]] = {}
+    for round_index, calls in enumerate(timing.round_calls()):
+        shift = round_index % len(variants)
+        for case in cases:
+            for variant in variants[shift:] + variants[:shift]:
+                timed = []
+                for call in calls:
+                    started = clock()
+                    variant.run(inputs[case][timing.warmup + call])
+                    timed.append(clock() - started)
+                seconds.setdefault((variant.name, case), []).append(timed)
+                progress.update(1)
     progress.close()
+    rows = [
+        {
+            "model": variant.name,
+            "family": variant.family,
+            "precision": variant.precision,
+            "runtime": variant.runtime,
+            "inputs": kind,
+            "batch_size": size,
+            **latency_summary(seconds[(variant.name, (kind, size))], size),
+        }
+        for variant in variants
+        for kind, size in cases
+    ]
     add_speedups(rows)
     return rows
 
 
 def add_speedups(rows: list[dict[str, Any]]) -> None:
-    """speedup = best dense FP32 median / this row's median, at the same inputs and batch size."""
-    best: dict[tuple[str, int], float] = {}
+    """speedup = best dense FP32 median / this row's median, at the same inputs and batch size.
+
+    Beside it, the lowest and highest per-round speed-up (each round's best dense FP32 median over this row's
+    median in the same round): how far the conditions of one round could have moved the figure.
+    """
+    dense: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for row in rows:
         if row["family"] == "dense" and row["precision"] == "fp32":
-            key = (row["inputs"], row["batch_size"])
-            best[key] = min(best.get(key, float("inf")), row["median_ms"])
+            dense.setdefault((row["inputs"], row["batch_size"]), []).append(row)
     for row in rows:
-        baseline = best.get((row["inputs"], row["batch_size"]))
-        row["speedup_vs_best_dense_fp32"] = round(baseline / row["median_ms"], 3) if baseline else None
+        baselines = dense.get((row["inputs"], row["batch_size"]))
+        if not baselines:
+            row |= dict.fromkeys(SPEEDUP_KEYS)
+            continue
+        row["speedup_vs_best_dense_fp32"] = round(min(base["median_ms"] for base in baselines) / row["median_ms"], 3)
+        per_round = [
+            min(medians[:-1]) / medians[-1]
+            for medians in zip(*(base["round_medians_ms"] for base in baselines), row["round_medians_ms"], strict=True)
+        ]
+        row["speedup_min_over_rounds"] = round(min(per_round), 3)
+        row["speedup_max_over_rounds"] = round(max(per_round), 3)
 
 
 def machine_info(threads: int) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import torch
 
 from top.atomic import write_json
 from top.backbone import check_bert_dir, load_tokenizer
-from top.bench import Variant, machine_info, run_benchmark
+from top.bench import SPEEDUP_KEYS, Timing, Variant, machine_info, run_benchmark
 from top.data.prepare import load_prepared
 from top.errors import DataError
 from top.figures import pyplot, save_figure
@@ -30,7 +30,7 @@ from top.quantize import compiled_fp32, load_int8
 log = logging.getLogger(__name__)
 
 # The quick mode of the tests: every field, in seconds.
-QUICK = {"batch_sizes": [1, 2], "examples": 4, "warmup": 1, "repetitions": 2, "compile": False}
+QUICK = {"batch_sizes": [1, 2], "examples": 4, "warmup": 1, "repetitions": 2, "rounds": 2, "compile": False}
 # Every variant the stage can build, in plot order (the latency CSV has a column for each).
 ALL_VARIANTS = tuple(
     f"{family}-{precision}-{runtime}"
@@ -57,6 +57,7 @@ def benchmark_models(
         "examples": params.examples,
         "warmup": params.warmup,
         "repetitions": params.repetitions,
+        "rounds": params.rounds,
         "compile": params.compile,
     } | (QUICK if quick else {})
     torch.set_num_threads(params.threads)
@@ -88,8 +89,7 @@ def benchmark_models(
         tokenizer,
         settings["batch_sizes"],
         meta["max_length"],
-        settings["warmup"],
-        settings["repetitions"],
+        Timing(settings["warmup"], settings["repetitions"], settings["rounds"]),
     )
     for row in rows:
         row["dev_metric"] = dev_metric[row["model"]]
@@ -131,7 +131,7 @@ def nested_latency(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for row in rows:
         cell = nested.setdefault(row["model"], {}).setdefault(row["inputs"], {})
         cell[f"batch_{row['batch_size']}"] = {
-            key: row[key] for key in ("median_ms", "p90_ms", "examples_per_second", "speedup_vs_best_dense_fp32")
+            key: row[key] for key in ("median_ms", "p90_ms", "examples_per_second", "round_medians_ms", *SPEEDUP_KEYS)
         }
     return nested
 
@@ -149,7 +149,7 @@ def _summary(rows: list[dict[str, Any]], prune: dict[str, Any]) -> dict[str, Any
                 if row["family"] == "top" and row["inputs"] == kind and row["batch_size"] == size:
                     speedup = row["speedup_vs_best_dense_fp32"]
                     summary[f"{row['model']}/{kind}/batch_{size}"] = {
-                        "speedup_vs_best_dense_fp32": speedup,
+                        **{key: row[key] for key in SPEEDUP_KEYS},
                         "macs_reduction": round(1 / ratio, 3),
                         "speedup_over_macs_reduction": round(speedup * ratio, 3),
                     }

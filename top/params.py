@@ -147,12 +147,19 @@ class BenchmarkParams:
     examples: int = _check(1)
     warmup: int = _check(0)
     repetitions: int = _check(1)
+    # Timed calls are split into this many rounds that interleave the models (at most one call per round).
+    rounds: int = _check(1)
     compile: bool
     seed: int = _check(0)
 
     def __post_init__(self) -> None:
         if any(size < 1 for size in self.batch_sizes):
             raise ParamsError(f"benchmark.batch_sizes must be positive, got {self.batch_sizes}")
+        if self.rounds > self.repetitions:
+            raise ParamsError(
+                f"benchmark.rounds ({self.rounds}) must not exceed benchmark.repetitions ({self.repetitions}): "
+                "every round times at least one call"
+            )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import torch
 
 from top.atomic import write_json
 from top.backbone import check_bert_dir, load_tokenizer
-from top.bench import Variant, machine_info, run_benchmark
+from top.bench import Timing, Variant, machine_info, run_benchmark
 from top.bench_stage import nested_latency, read_stage_metrics
 from top.data.prepare import load_prepared
 from top.flex.dynamic import dynamic_forward
@@ -77,9 +77,8 @@ def benchmark_flex(
         "flex-dynamic": best["report_score"],
         "flex-static": static["report_score"],
     }
-    rows = run_benchmark(
-        variants, examples, tokenizer, params.batch_sizes, meta["max_length"], params.warmup, params.repetitions
-    )
+    timing = Timing(params.warmup, params.repetitions, params.rounds)
+    rows = run_benchmark(variants, examples, tokenizer, params.batch_sizes, meta["max_length"], timing)
     for row in rows:
         row["dev_metric_report_half"] = dev[row["family"]]
     result = {
