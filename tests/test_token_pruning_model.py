@@ -6,7 +6,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertForSequenceClassification
 
 from top.errors import ParamsError
-from top.pruning.macs import EncoderDims, classifier_head_macs, encoder_macs
+from top.pruning.macs import EncoderDims, attention_macs, classifier_head_macs, encoder_macs, ffn_macs
 from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning, select_tokens
 
 from .conftest import tiny_bert_config
@@ -78,6 +78,24 @@ def test_measured_macs_equal_analytic_on_the_pruned_forward(reference, length, k
     dims = EncoderDims.from_config(model.config)
     assert counter.get_total_flops() / 2 == encoder_macs(dims, lengths) + classifier_head_macs(dims, 3)
     assert lengths[0] == length and lengths[-1] < length
+
+
+def test_a_mixed_batch_pays_ffn_macs_for_live_tokens_only(reference):
+    """After a prune the batch is padded to its longest survivor: attention runs on that padded length, but the
+    FFN on the live tokens alone (packed), so its measured MACs are those of each example's real count."""
+    model = pruned_copy(reference, [1, 3], [0.5, 0.8])
+    batch = mixed_batch()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        output = model(**batch)
+    counts = output.token_counts
+    dims = EncoderDims.from_config(model.config)
+    rows = counts.shape[0]
+    expected = sum(
+        rows * attention_macs(dims, int(counts[:, layer].max())) + ffn_macs(dims, int(counts[:, layer + 1].sum()))
+        for layer in range(dims.layers)
+    )
+    assert counter.get_total_flops() / 2 == expected + rows * classifier_head_macs(dims, 3)
+    assert len(set(counts[:, -1].tolist())) > 1  # the examples really kept different counts
 
 
 def test_a_pruning_model_drops_the_padding_before_the_first_layer(reference):

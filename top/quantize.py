@@ -166,14 +166,13 @@ def quantize_int8(
     int8.load_state_dict(model.state_dict())
     int8.eval()
     examples = _record_block_inputs(int8, batches[0])
-    batch_dim, seq_dim = Dim("batch"), Dim("tokens", min=2, max=int8.config.max_position_embeddings)
-    tokens = {0: batch_dim, 1: seq_dim}
+    max_tokens = int8.config.max_position_embeddings
     prepared = []
     for fp32, inputs in zip(_fp32_blocks(int8), examples, strict=True):
         prepared.append(
             {
                 kind: prepare(
-                    export(fp32[kind], inputs[kind], dynamic_shapes=tuple(tokens for _ in inputs[kind])),
+                    export(fp32[kind], inputs[kind], dynamic_shapes=_dynamic_shapes(kind, inputs[kind], max_tokens)),
                     StaticQuantConfig(act_algo=activation_algorithm),
                     example_inputs=inputs[kind],
                 )
@@ -225,6 +224,15 @@ def set_inductor_cache(directory: str | Path) -> None:
 
 def _block_dir(root: Path, index: int, kind: str) -> Path:
     return root / BLOCKS_DIR / f"layer{index}_{kind}"
+
+
+def _dynamic_shapes(kind: str, inputs: tuple[torch.Tensor, ...], max_tokens: int) -> tuple[dict[int, Dim], ...]:
+    """Every block input is [batch, tokens, ...] with both dynamic, except a pruning model's FFN input: its
+    live tokens packed as [rows, d] (``TokenPruningBertPreTrainedModel._packed_feed_forward``)."""
+    if kind == "feed_forward" and inputs[0].dim() == 2:
+        return ({0: Dim("rows", min=2)},)
+    batch, tokens = Dim("batch"), Dim("tokens", min=2, max=max_tokens)
+    return tuple({0: batch, 1: tokens} for _ in inputs)
 
 
 def _record_block_inputs(

@@ -7,7 +7,8 @@ cost model, so that FFN already runs on the shorter sequence.
 
 Three modes share every line but the last step of a prune: ``physical`` gathers the kept tokens into a shorter,
 right-padded batch (each example keeps its own count; the batch is padded to the largest count and the padding
-is masked as keys), and drops an input batch's padding the same way before the first layer; ``masked`` keeps
+is masked as keys), drops an input batch's padding the same way before the first layer, and runs each FFN on
+the live tokens packed into one matrix, so no padding costs FFN time; ``masked`` keeps
 the full length and masks pruned tokens as keys (both give the same logits for the same decisions; only
 ``physical`` is faster); ``train`` simulates pruning with sampled hard-concrete masks as ToP trains it: each
 live token falls into a rank bin, and the input of the prune layer is multiplied by ``1 - (1 - z_bin) * gate``
@@ -127,9 +128,11 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
         hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
         states = _StateTracker(hidden, alive) if track_states else None
         counts, scores = [alive.sum(dim=1)], []
-        if mode == "physical" and self.config.prune_layers and not bool(alive.all()):
-            # Padding is the first thing a pruning model drops: it receives no attention, and ToP's MACs count
-            # each example at its real length. A dense model (no prune layers) keeps Hugging Face's behaviour.
+        # A pruning model runs no padding: it drops the input's up front (padding receives no attention, and
+        # ToP's MACs count each example at its real length) and packs each layer's FFN onto the live tokens.
+        # A dense model (no prune layers) keeps Hugging Face's behaviour.
+        packed = mode == "physical" and bool(self.config.prune_layers)
+        if packed and not bool(alive.all()):
             hidden, alive, fixed = _keep_physically(hidden, alive, fixed, states)
         for index in range(self.config.num_hidden_layers):
             entering = hidden
@@ -153,7 +156,11 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
                     attended, alive, fixed = _keep_physically(attended, keep, fixed, states)
                 else:
                     alive = keep
-            hidden = self.feed_forward_block(index, attended)
+            hidden = (
+                self._packed_feed_forward(index, attended, alive)
+                if packed
+                else self.feed_forward_block(index, attended)
+            )
             if token_weight is not None:
                 hidden = hidden * token_weight[:, :, None]
             counts.append(alive.sum(dim=1))
@@ -176,6 +183,20 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
 
     def feed_forward_block(self, index: int, attended: torch.Tensor) -> torch.Tensor:
         return feed_forward(self.bert.encoder.layer[index], attended)
+
+    def _packed_feed_forward(self, index: int, attended: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+        """The FFN on the live tokens only, as one [tokens, d] matrix; dead slots come back as zeros.
+
+        After a prune each example keeps its own count and the batch is padded to the largest, so at batch 32
+        the shorter examples' padding would otherwise cost FFN time (two thirds of a layer's projections) that
+        the MACs at real lengths do not count. The FFN is row-wise, so packing changes no live token's output.
+        The FFN always sees two dimensions here, even when nothing is padded, so that one INT8 or compiled
+        graph serves every batch.
+        """
+        if bool(alive.all()):
+            return self.feed_forward_block(index, attended.flatten(0, 1)).view(attended.shape)
+        live = self.feed_forward_block(index, attended[alive])
+        return attended.new_zeros(attended.shape).index_put((alive,), live)
 
 
 class TokenPruningBertForSequenceClassification(TokenPruningBertPreTrainedModel):
