@@ -1,0 +1,73 @@
+"""Benchmark: what packing the FFN onto the live tokens buys the ToP model, measured against the same model
+without it, interleaved in one run (`python -m pipeline.packing_ablation`, after `dvc repro prune`).
+
+The unpacked variant runs each FFN on the batch padded to its longest survivor, as the physical forward did
+before packing; both variants compute the same logits. Dense FP32 eager is timed too, as the speed-ups'
+baseline. Writes `artifacts/metrics/experiments/packing-ablation.json`.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from pipeline.prepare import PREPARED_DIR
+from pipeline.prune import PRUNED_DIR
+from pipeline.stage import METRICS_DIR, run_stage
+from pipeline.teacher import TEACHER_DIR
+from top.atomic import write_json
+from top.backbone import check_bert_dir, load_tokenizer
+from top.bench import Timing, Variant, machine_info, run_benchmark
+from top.bench_stage import nested_latency
+from top.data.prepare import load_prepared
+from top.params import Params
+from top.pruning.model import TokenPruningBertForSequenceClassification
+
+OUTPUT = Path(METRICS_DIR) / "experiments" / "packing-ablation.json"
+
+
+class UnpackedFeedForward(TokenPruningBertForSequenceClassification):
+    """The ToP model with each FFN on the padded batch (the physical forward before packing)."""
+
+    def _packed_feed_forward(self, index: int, attended: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+        return self.feed_forward_block(index, attended)
+
+
+def main(params: Params) -> None:
+    settings = params.benchmark
+    torch.set_num_threads(settings.threads)
+    for directory in (TEACHER_DIR, PRUNED_DIR):
+        check_bert_dir(Path(directory))
+    spec, splits, meta = load_prepared(PREPARED_DIR)
+    examples = splits["eval"].shuffle(seed=settings.seed).select(range(min(settings.examples, len(splits["eval"]))))
+    models = {
+        ("dense", "eager"): TokenPruningBertForSequenceClassification.from_pretrained(TEACHER_DIR).eval(),
+        ("top", "packed"): TokenPruningBertForSequenceClassification.from_pretrained(PRUNED_DIR).eval(),
+        ("top", "unpacked"): UnpackedFeedForward.from_pretrained(PRUNED_DIR).eval(),
+    }
+    variants = [
+        Variant(family, "fp32", runtime, lambda batch, model=model: model(**batch))
+        for (family, runtime), model in models.items()
+    ]
+    rows = run_benchmark(
+        variants,
+        examples,
+        load_tokenizer(TEACHER_DIR),
+        settings.batch_sizes,
+        meta["max_length"],
+        Timing(settings.warmup, settings.repetitions, settings.rounds),
+    )
+    write_json(
+        OUTPUT,
+        {
+            "task": spec.name,
+            "why": __doc__.split("\n\n")[0],
+            "machine": machine_info(settings.threads),
+            "settings": dataclasses.asdict(settings),
+            "latency": nested_latency(rows),
+        },
+    )
+
+
+if __name__ == "__main__":
+    run_stage("packing_ablation", main)
