@@ -5,6 +5,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertForSequenceClassification
 
+from pipeline.packing_ablation import UnpackedFeedForward
 from top.errors import ParamsError
 from top.pruning.macs import EncoderDims, attention_macs, classifier_head_macs, encoder_macs, ffn_macs
 from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning, select_tokens
@@ -96,6 +97,22 @@ def test_a_mixed_batch_pays_ffn_macs_for_live_tokens_only(reference):
     )
     assert counter.get_total_flops() / 2 == expected + rows * classifier_head_macs(dims, 3)
     assert len(set(counts[:, -1].tolist())) > 1  # the examples really kept different counts
+
+
+def test_the_packing_ablation_compares_equal_functions(reference):
+    """`pipeline.packing_ablation` times the model with each FFN on the padded batch: same logits, more MACs."""
+    packed = pruned_copy(reference, [1, 3], [0.5, 0.8])
+    unpacked = UnpackedFeedForward(packed.config).eval()
+    unpacked.load_state_dict(packed.state_dict())
+    batch = mixed_batch()
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as packed_count:
+            expected = packed(**batch)
+        with FlopCounterMode(display=False) as unpacked_count:
+            output = unpacked(**batch)
+    assert torch.allclose(output.logits, expected.logits, atol=1e-5, rtol=0)
+    assert torch.equal(output.token_counts, expected.token_counts)
+    assert unpacked_count.get_total_flops() > packed_count.get_total_flops()
 
 
 def test_a_pruning_model_drops_the_padding_before_the_first_layer(reference):
