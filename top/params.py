@@ -147,7 +147,7 @@ class BenchmarkParams:
     examples: int = _check(1)
     warmup: int = _check(0)
     repetitions: int = _check(1)
-    # Timed calls are split into this many rounds that interleave the models (at most one call per round).
+    # Timed calls are split into this many rounds that interleave the models (at least one call per round).
     rounds: int = _check(1)
     compile: bool
     seed: int = _check(0)
