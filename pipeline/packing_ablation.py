@@ -55,7 +55,7 @@ def main(params: Params) -> None:
         load_tokenizer(TEACHER_DIR),
         settings.batch_sizes,
         meta["max_length"],
-        Timing(settings.warmup, settings.repetitions, settings.rounds),
+        Timing.of(settings),
     )
     write_json(
         OUTPUT,

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from top.data.batches import MODEL_INPUTS
+from top.params import BenchmarkParams
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,10 @@ class Timing:
     warmup: int
     repetitions: int
     rounds: int = 1
+
+    @classmethod
+    def of(cls, params: BenchmarkParams) -> Timing:
+        return cls(params.warmup, params.repetitions, params.rounds)
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or not 1 <= self.rounds <= self.repetitions:

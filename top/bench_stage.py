@@ -9,6 +9,7 @@ computes the same function as its eager source.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from top.quantize import compiled_fp32, load_int8
 
 log = logging.getLogger(__name__)
 
-# The quick mode of the tests: every field, in seconds.
+# The quick mode of the tests: every field, in seconds (these params replaced; their values go in the JSON).
 QUICK = {"batch_sizes": [1, 2], "examples": 4, "warmup": 1, "repetitions": 2, "rounds": 2, "compile": False}
 # Every variant the stage can build, in plot order (the latency CSV has a column for each).
 ALL_VARIANTS = tuple(
@@ -52,19 +53,13 @@ def benchmark_models(
     quick: bool = False,
 ) -> dict[str, Any]:
     """Time every variant; write ``output_json`` (metrics), ``latency_csv`` (DVC plot data) and ``plot_png``."""
-    settings = {
-        "batch_sizes": params.batch_sizes,
-        "examples": params.examples,
-        "warmup": params.warmup,
-        "repetitions": params.repetitions,
-        "rounds": params.rounds,
-        "compile": params.compile,
-    } | (QUICK if quick else {})
+    params = dataclasses.replace(params, **QUICK) if quick else params
+    settings = {key: getattr(params, key) for key in QUICK}
     torch.set_num_threads(params.threads)
     spec, splits, meta = load_prepared(prepared_dir)
     measured = {name: read_stage_metrics(path) for name, path in stage_metrics.items()}
     quantized = measured["quantize"].get("enabled", False)
-    examples = splits["eval"].shuffle(seed=params.seed).select(range(min(settings["examples"], len(splits["eval"]))))
+    examples = splits["eval"].shuffle(seed=params.seed).select(range(min(params.examples, len(splits["eval"]))))
     tokenizer = load_tokenizer(str(fp32_dirs["teacher"]))
     variants, dev_metric = [], {}
     for family, name in (("dense", "teacher"), ("top", "top")):
@@ -72,10 +67,10 @@ def benchmark_models(
         fp32 = pruning_model_class(fp32_dirs[name]).from_pretrained(str(fp32_dirs[name])).eval()
         fp32_metric = measured["prune"]["teacher"] if family == "dense" else measured["prune"]
         builds: list[tuple[str, str, Callable[[], Any], Any]] = [("fp32", "eager", lambda m=fp32: m, fp32_metric)]
-        if settings["compile"]:
+        if params.compile:
             builds.append(("fp32", "compiled", lambda m=fp32: compiled_fp32(m), fp32_metric))
         if quantized:
-            runtime = "compiled" if settings["compile"] else "eager"
+            runtime = "compiled" if params.compile else "eager"
             int8_metric = measured["quantize"][name]["int8"]
             builds.append(("int8", runtime, lambda d=int8_root / name, r=runtime: _load_int8(d, r), int8_metric))
         for precision, runtime, build, metrics in builds:
@@ -87,9 +82,9 @@ def benchmark_models(
         variants,
         examples,
         tokenizer,
-        settings["batch_sizes"],
+        params.batch_sizes,
         meta["max_length"],
-        Timing(settings["warmup"], settings["repetitions"], settings["rounds"]),
+        Timing.of(params),
     )
     for row in rows:
         row["dev_metric"] = dev_metric[row["model"]]

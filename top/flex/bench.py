@@ -77,8 +77,7 @@ def benchmark_flex(
         "flex-dynamic": best["report_score"],
         "flex-static": static["report_score"],
     }
-    timing = Timing(params.warmup, params.repetitions, params.rounds)
-    rows = run_benchmark(variants, examples, tokenizer, params.batch_sizes, meta["max_length"], timing)
+    rows = run_benchmark(variants, examples, tokenizer, params.batch_sizes, meta["max_length"], Timing.of(params))
     for row in rows:
         row["dev_metric_report_half"] = dev[row["family"]]
     result = {
