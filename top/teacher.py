@@ -191,6 +191,7 @@ def _training_arguments(params: TeacherParams, checkpoint_dir: Path, device: str
         data_seed=params.seed,
         use_cpu=device == "cpu",
         report_to="none",
+        optim="adamw_torch_fused",
         dataloader_num_workers=0,
     )
 

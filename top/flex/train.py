@@ -36,6 +36,7 @@ from top.data.batches import batch_loader, model_inputs
 from top.flex.grafting import graft
 from top.flex.importance import unit_importance
 from top.flex.supernet import FlexibleBertForSequenceClassification
+from top.optim import adamw
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def train_supernet(
     device = student.classifier.weight.device
     teacher.eval()
     torch.manual_seed(optimization.seed)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=optimization.learning_rate, eps=1e-8, weight_decay=0.0)
+    optimizer = adamw(student.parameters(), optimization.learning_rate)
     batches_per_epoch = len(batch_loader(train_split, tokenizer, optimization.batch_size, shuffle=False, seed=0))
     total_steps = max(1, math.ceil(batches_per_epoch * stage.epochs))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / total_steps)
@@ -228,7 +229,7 @@ def train_gates(
     classes = data.states.shape[1]
     weights = class_weights(data.labels, classes)
     gates = model.gates.cpu().train()
-    optimizer = torch.optim.AdamW(gates.parameters(), lr=learning_rate)
+    optimizer = adamw(gates.parameters(), learning_rate, weight_decay=0.01)
     steps_per_epoch = math.ceil(len(data.labels) / batch_size)
     total = max(1, epochs * steps_per_epoch)
     rate = -math.log(0.3) / total

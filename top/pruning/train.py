@@ -36,6 +36,7 @@ from top.data.tasks import TaskSpec
 from top.device import resolve_device
 from top.errors import ParamsError
 from top.metrics import compute_metrics, predictions_from_logits
+from top.optim import adamw
 from top.params import PruneParams
 from top.pruning.l0 import (
     LagrangianConstraint,
@@ -143,9 +144,9 @@ def train_token_pruning(
         parameter.requires_grad_("embeddings" not in name)
     weights = [parameter for parameter in student.parameters() if parameter.requires_grad]
     optimizers = (
-        torch.optim.AdamW(weights, lr=params.learning_rate, weight_decay=0.0),
-        torch.optim.AdamW(masks.parameters(), lr=params.mask_learning_rate, weight_decay=0.0),
-        torch.optim.AdamW(constraint.parameters(), lr=params.mask_learning_rate, weight_decay=0.0),
+        adamw(weights, params.learning_rate),
+        adamw(masks.parameters(), params.mask_learning_rate),
+        adamw(constraint.parameters(), params.mask_learning_rate),
     )
     batches_per_epoch = len(batch_loader(splits["train"], tokenizer, params.batch_size, shuffle=False, seed=0))
     search_steps = max(1, math.ceil(batches_per_epoch * params.epochs))
