@@ -30,6 +30,7 @@ def test_repository_params_are_valid(default_params_dict):
         ("data", "max_train_samples", 0, "data.max_train_samples must be at least 1"),
         ("model", "backbone", "", "model.backbone must be a non-empty string"),
         ("quantize", "activation_algorithm", "mse", "quantize.activation_algorithm must be one of kl, minmax"),
+        ("quantize", "smoothing_alpha", 1.5, "quantize.smoothing_alpha must be at most 1"),
         ("benchmark", "repetitions", 0, "benchmark.repetitions must be at least 1"),
         ("benchmark", "rounds", 0, "benchmark.rounds must be at least 1"),
         ("benchmark", "rounds", 21, r"benchmark.rounds \(21\) must not exceed benchmark.repetitions \(20\)"),

@@ -127,6 +127,7 @@ class QuantizeParams:
     calibration_batches: int = _check(0)
     calibration_batch_size: int = _check(1)
     activation_algorithm: str = _check(choices=INT8_ACTIVATION_ALGORITHMS)
+    smoothing_alpha: float | None = _check(0, 1)
     eval_batch_size: int = _check(1)
     seed: int = _check(0)
 

@@ -47,7 +47,7 @@ def quantize_models(
             loader = batch_loader(splits["train"], tokenizer, params.calibration_batch_size, True, params.seed)
             calibration = [model_inputs(batch) for batch in itertools.islice(loader, params.calibration_batches)]
             started = time.perf_counter()
-            int8, examples = quantize_int8(fp32, calibration, params.activation_algorithm)
+            int8, examples = quantize_int8(fp32, calibration, params.activation_algorithm, params.smoothing_alpha)
             seconds = time.perf_counter() - started
             save_int8(int8, examples, staging / name)
             tokenizer.save_pretrained(str(staging / name))
@@ -67,6 +67,7 @@ def quantize_models(
                 "quantize_seconds": round(seconds, 2),
                 "calibration_examples": sum(len(batch["input_ids"]) for batch in calibration),
                 "activation_algorithm": params.activation_algorithm,
+                "smoothing_alpha": params.smoothing_alpha,
             }
             log.info("%s: %s", name, results[name])
     return results
