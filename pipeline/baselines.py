@@ -1,8 +1,7 @@
 """Stage `baselines`: static top-k and truncation at the MACs ratio the prune stage reached."""
 
-from pipeline.prepare import PREPARED_DIR
+from pipeline.paths import PREPARED_DIR, TEACHER_DIR
 from pipeline.stage import metrics_path, run_stage
-from pipeline.teacher import TEACHER_DIR
 from top.atomic import write_json
 from top.params import Params
 from top.pruning.compare import compare_with_baselines

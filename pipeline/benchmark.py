@@ -4,14 +4,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.prepare import PREPARED_DIR
-from pipeline.quantize import INT8_DIR, SOURCES
+from pipeline.paths import CHECKPOINT_ROOT, INT8_DIR, INT8_SOURCES, PREPARED_DIR
 from pipeline.stage import METRICS_DIR, metrics_path, run_stage
 from top.bench_stage import benchmark_models
 from top.params import Params
 from top.quantize import set_inductor_cache
 
-INDUCTOR_CACHE = "artifacts/checkpoints/inductor"
+INDUCTOR_CACHE = f"{CHECKPOINT_ROOT}/inductor"
 
 
 def main(params: Params) -> None:
@@ -21,7 +20,7 @@ def main(params: Params) -> None:
     set_inductor_cache(INDUCTOR_CACHE)
     benchmark_models(
         PREPARED_DIR,
-        SOURCES,
+        INT8_SOURCES,
         Path(INT8_DIR),
         {stage: Path(metrics_path(stage)) for stage in ("prune", "quantize")},
         params.benchmark,

@@ -2,16 +2,14 @@
 
 from pathlib import Path
 
-from pipeline.prepare import PREPARED_DIR
+from pipeline.paths import CHECKPOINT_ROOT, FLEX_DIR, PREPARED_DIR, TEACHER_DIR
 from pipeline.stage import METRICS_DIR, metrics_path, run_stage
-from pipeline.teacher import CHECKPOINT_ROOT, TEACHER_DIR
 from top.atomic import write_json
 from top.data.prepare import load_prepared
 from top.flex.report import plot_flex, write_points, write_skipped
 from top.flex.run import flex_teacher
 from top.params import Params
 
-FLEX_DIR = "artifacts/flex"
 QA_SKIP = "the flexible supernet is built for sequence classification; QA tasks (squad) run ToP only"
 
 

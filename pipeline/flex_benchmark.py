@@ -2,10 +2,8 @@
 
 from pathlib import Path
 
-from pipeline.flex import FLEX_DIR
-from pipeline.prepare import PREPARED_DIR
+from pipeline.paths import FLEX_DIR, PREPARED_DIR, TEACHER_DIR
 from pipeline.stage import metrics_path, run_stage
-from pipeline.teacher import TEACHER_DIR
 from top.atomic import write_json
 from top.bench_stage import read_stage_metrics
 from top.flex.bench import benchmark_flex

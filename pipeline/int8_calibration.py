@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.prepare import PREPARED_DIR
-from pipeline.prune import PRUNED_DIR
+from pipeline.paths import PREPARED_DIR, PRUNED_DIR
 from pipeline.stage import METRICS_DIR, run_stage
 from top.atomic import write_json
 from top.data.prepare import load_prepared

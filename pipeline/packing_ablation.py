@@ -11,10 +11,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.prepare import PREPARED_DIR
-from pipeline.prune import PRUNED_DIR
+from pipeline.paths import PREPARED_DIR, PRUNED_DIR, TEACHER_DIR
 from pipeline.stage import METRICS_DIR, run_stage
-from pipeline.teacher import TEACHER_DIR
 from top.atomic import write_json
 from top.backbone import check_bert_dir, load_tokenizer
 from top.bench import Timing, Variant, machine_info, run_benchmark

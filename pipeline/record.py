@@ -18,12 +18,13 @@ from typing import Any
 
 import yaml
 
+from pipeline.paths import PRUNE_LIVE_DIR
 from pipeline.stage import METRICS_DIR, PARAMS_FILE, metrics_path
 from pipeline.workspace import FLEX_STAGES, NAME_PATTERN, STAGES, run_tool
 from top.atomic import write_json
 from top.errors import TopError
 
-HISTORY_FILE = "artifacts/prune_live/history.tsv"
+HISTORY_FILE = f"{PRUNE_LIVE_DIR}/history.tsv"
 MISSING = object()
 
 

@@ -1,20 +1,15 @@
 """Stage `teacher`: fine-tune the backbone on the prepared task and save it under artifacts/teacher."""
 
-from pipeline.prepare import PREPARED_DIR
+from pipeline.paths import CHECKPOINT_ROOT, PREPARED_DIR, TEACHER_DIR, TEACHER_LIVE_DIR
 from pipeline.stage import metrics_path, run_stage
 from top.atomic import write_json
 from top.params import Params
 from top.teacher import finetune_teacher
 
-TEACHER_DIR = "artifacts/teacher"
-LIVE_DIR = "artifacts/teacher_live"
-# Outside every DVC output: DVC deletes a stage's outputs before rerunning it, and resume needs these.
-CHECKPOINT_ROOT = "artifacts/checkpoints"
-
 
 def main(params: Params) -> None:
     metrics = finetune_teacher(
-        PREPARED_DIR, params.model.backbone, params.teacher, TEACHER_DIR, LIVE_DIR, CHECKPOINT_ROOT
+        PREPARED_DIR, params.model.backbone, params.teacher, TEACHER_DIR, TEACHER_LIVE_DIR, CHECKPOINT_ROOT
     )
     write_json(metrics_path("teacher"), metrics)
 

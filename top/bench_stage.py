@@ -172,14 +172,15 @@ def plot_benchmark(rows: list[dict[str, Any]], metric: str, path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for model in models:
         mine = [row for row in rows if row["model"] == model and row["inputs"] == "padded"]
-        left.plot([row["batch_size"] for row in mine], [row["median_ms"] for row in mine], marker="o", label=model)
+        (line,) = left.plot(
+            [row["batch_size"] for row in mine], [row["median_ms"] for row in mine], marker="o", label=model
+        )
         at_largest = [row for row in rows if row["model"] == model and row["batch_size"] == largest]
-        for row in at_largest:
+        for row in at_largest:  # one colour per model in both panels; text labels would pile up on each other
             marker = "o" if row["inputs"] == "padded" else "^"
-            right.scatter(row["median_ms"], row["dev_metric"], marker=marker)
-            right.annotate(f"{model} ({row['inputs']})", (row["median_ms"], row["dev_metric"]), fontsize=7)
+            right.scatter(row["median_ms"], row["dev_metric"], marker=marker, color=line.get_color())
     left.set(xscale="log", yscale="log", xlabel="batch size", ylabel="median latency (ms)", title="padded inputs")
     left.legend(fontsize=7)
     right.set(xscale="log", xlabel=f"median latency at batch {largest} (ms)", ylabel=f"dev {metric}")
-    right.set_title("dev metric vs latency (o padded, ^ dynamic)")
+    right.set_title("dev metric vs latency (colours as on the left; o padded, ^ dynamic)")
     save_figure(figure, path)
