@@ -4,7 +4,9 @@ algorithm and SmoothQuant (`python -m pipeline.int8_calibration`, after `dvc rep
 The quantize stage calibrates on one seeded draw of training batches; on MRPC the ToP INT8 F1 moved by more than
 a point between draws, so one stage run says little about an algorithm. This runs the stage's own quantize and
 evaluation for every combination of three draws (quantize.seed and the next two), both algorithms and SmoothQuant
-off/on (alpha 0.5), and writes `artifacts/metrics/experiments/int8-calibration-<task>.json`.
+off/on (alpha 0.5), and writes `artifacts/metrics/experiments/int8-calibration-<task>.json`, with the input range
+of every linear in the FP32 model on the first draw (largest channel maximum against the median channel's): the
+outlier channels that SmoothQuant is meant for.
 """
 
 import dataclasses
@@ -12,21 +14,25 @@ import itertools
 import tempfile
 from pathlib import Path
 
+import datasets
 import numpy as np
 
 from pipeline.paths import PREPARED_DIR, PRUNED_DIR
 from pipeline.stage import METRICS_DIR, run_stage
 from top.atomic import write_json
+from top.backbone import load_tokenizer
 from top.data.prepare import load_prepared
-from top.params import INT8_ACTIVATION_ALGORITHMS, Params
-from top.quantize_stage import quantize_models
+from top.params import INT8_ACTIVATION_ALGORITHMS, Params, QuantizeParams
+from top.pruning.model import pruning_model_class
+from top.quantize_stage import calibration_batches, quantize_models
+from top.smooth_quant import record_input_maxima
 
 DRAWS = 3
 SMOOTHING = (None, 0.5)
 
 
 def main(params: Params) -> None:
-    spec, _, _ = load_prepared(PREPARED_DIR)
+    spec, splits, _ = load_prepared(PREPARED_DIR)
     runs = []
     for offset, algorithm, alpha in itertools.product(range(DRAWS), INT8_ACTIVATION_ALGORITHMS, SMOOTHING):
         settings = dataclasses.replace(
@@ -52,8 +58,29 @@ def main(params: Params) -> None:
         }
     write_json(
         Path(METRICS_DIR) / "experiments" / f"int8-calibration-{spec.name}.json",
-        {"task": spec.name, "why": __doc__.split("\n\n")[0], "summary": summary, "runs": runs},
+        {
+            "task": spec.name,
+            "why": __doc__.split("\n\n")[0],
+            "summary": summary,
+            "runs": runs,
+            "linear_input_ranges": linear_input_ranges(splits["train"], params.quantize),
+        },
     )
+
+
+def linear_input_ranges(train: datasets.Dataset, params: QuantizeParams) -> dict[str, dict[str, float]]:
+    """Per linear of the FP32 ToP model: the largest and the median per-channel max |input| on the calibration draw."""
+    model = pruning_model_class(PRUNED_DIR).from_pretrained(PRUNED_DIR).eval()
+    batches = calibration_batches(train, load_tokenizer(PRUNED_DIR), params)
+    maxima = record_input_maxima(model.bert.encoder.layer, lambda: [model(**batch) for batch in batches])
+    return {
+        f"layer{index}.{name}": {
+            "max_channel": round(float(channels.max()), 3),
+            "median_channel": round(float(channels.median()), 3),
+        }
+        for index, layer in enumerate(maxima)
+        for name, channels in layer.items()
+    }
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
 
 from top.atomic import atomic_directory
 from top.backbone import check_bert_dir, load_tokenizer
@@ -44,8 +47,7 @@ def quantize_models(
         for name, source in sources.items():
             tokenizer = load_tokenizer(str(source))
             fp32 = pruning_model_class(source).from_pretrained(str(source)).eval()
-            loader = batch_loader(splits["train"], tokenizer, params.calibration_batch_size, True, params.seed)
-            calibration = [model_inputs(batch) for batch in itertools.islice(loader, params.calibration_batches)]
+            calibration = calibration_batches(splits["train"], tokenizer, params)
             started = time.perf_counter()
             int8, examples = quantize_int8(fp32, calibration, params.activation_algorithm, params.smoothing_alpha)
             seconds = time.perf_counter() - started
@@ -71,6 +73,14 @@ def quantize_models(
             }
             log.info("%s: %s", name, results[name])
     return results
+
+
+def calibration_batches(
+    train: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, params: QuantizeParams
+) -> list[dict[str, torch.Tensor]]:
+    """The seeded draw of training batches (dynamic padding) that calibrates the INT8 activation ranges."""
+    loader = batch_loader(train, tokenizer, params.calibration_batch_size, True, params.seed)
+    return [model_inputs(batch) for batch in itertools.islice(loader, params.calibration_batches)]
 
 
 def prediction_agreement(reference: Evaluation, candidate: Evaluation) -> float:
