@@ -105,14 +105,15 @@ def test_interrupted_training_resumes_to_the_same_result(toy_top, monkeypatch, p
     assert saved["best"] is not None and saved["cheapest"] is None  # no second state dict once one meets it
 
 
-def test_selection_prefers_a_checkpoint_at_the_budget_over_a_cheaper_better_one():
+def test_selection_keeps_the_best_score_under_the_budget_and_breaks_ties_in_the_band():
     target, tolerance = 0.5, 0.01
     assert selection_rank(0.52, 0.99, target, tolerance) is None  # over the budget: never selected
     at_budget = selection_rank(0.495, 0.80, target, tolerance)
-    overshoot = selection_rank(0.44, 0.90, target, tolerance)
-    assert at_budget > overshoot
+    cheaper_better = selection_rank(0.44, 0.90, target, tolerance)
+    cheaper_worse = selection_rank(0.44, 0.79, target, tolerance)
+    assert cheaper_better > at_budget > cheaper_worse  # a cheaper checkpoint wins only by scoring higher
+    assert selection_rank(0.505, 0.80, target, tolerance) > selection_rank(0.40, 0.80, target, tolerance)  # tie
     assert selection_rank(0.505, 0.85, target, tolerance) > at_budget  # within the band the score decides
-    assert selection_rank(0.40, 0.95, target, tolerance) > overshoot  # and below it too
 
 
 def test_state_distillation_adds_the_weighted_mse_of_the_head_states(toy_top):
