@@ -192,8 +192,8 @@ def _training_arguments(params: TeacherParams, checkpoint_dir: Path, device: str
         use_cpu=device == "cpu",
         report_to="none",
         optim="adamw_torch_fused",
-        # Batches of similar lengths: with dynamic padding, SST-2 (13 tokens on average, batches padded to ~30)
-        # otherwise spends most of its compute on padding.
+        # Batches of similar lengths: with dynamic padding a batch is padded to its longest row, and SST-2's
+        # training rows range widely (mean 13.3 tokens, p90 27, max 64).
         train_sampling_strategy="group_by_length",
         dataloader_num_workers=0,
     )
