@@ -81,6 +81,7 @@ class TeacherParams:
     eval_batch_size: int = _check(1)
     weight_decay: float = _check(0, 1)
     warmup_ratio: float = _check(0, 0.9)
+    attention_dropout: float | None = _check(0, 1)
     save_steps: int = _check(1)
     seed: int = _check(0)
     device: str = _check(choices=("auto", "cpu", "cuda"))

@@ -86,7 +86,7 @@ def finetune_teacher(
     load_bert_config(backbone)  # fails early, with a clear message, on anything that is not a BERT
     tokenizer = load_tokenizer(backbone)
     set_seed(params.seed)  # before from_pretrained: the new classifier head's init must be repeatable
-    model = _new_model(spec, backbone)
+    model = _new_model(spec, backbone, params.attention_dropout)
 
     run = fingerprint({"backbone": backbone, "teacher": asdict(params), "data": meta})
     checkpoint_dir = Path(checkpoint_root) / f"teacher-{run}"
@@ -158,12 +158,16 @@ def _final_evaluation(spec: TaskSpec, state: TrainerState) -> tuple[dict[str, fl
     return None
 
 
-def _new_model(spec: TaskSpec, backbone: str) -> BertForSequenceClassification | BertForQuestionAnswering:
+def _new_model(
+    spec: TaskSpec, backbone: str, attention_dropout: float | None
+) -> BertForSequenceClassification | BertForQuestionAnswering:
+    overrides = {} if attention_dropout is None else {"attention_probs_dropout_prob": attention_dropout}
     if spec.is_qa:
-        return BertForQuestionAnswering.from_pretrained(resolve_backbone(backbone))
+        return BertForQuestionAnswering.from_pretrained(resolve_backbone(backbone), **overrides)
     labels = spec.label_names or ()
     return BertForSequenceClassification.from_pretrained(
         resolve_backbone(backbone),
+        **overrides,
         num_labels=spec.num_labels,
         id2label=dict(enumerate(labels)) if labels else None,
         label2id={name: i for i, name in enumerate(labels)} if labels else None,
