@@ -16,10 +16,11 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import torch
 
+from pipeline.experiment_file import write_experiment
 from pipeline.paths import PREPARED_DIR, PRUNED_DIR
-from pipeline.stage import METRICS_DIR, run_stage
-from top.atomic import write_json
+from pipeline.stage import run_stage
 from top.backbone import load_tokenizer
 from top.data.prepare import load_prepared
 from top.params import INT8_ACTIVATION_ALGORITHMS, Params, QuantizeParams
@@ -56,11 +57,12 @@ def main(params: Params) -> None:
             f"int8_{spec.primary_metric}_max": round(max(scores), 4),
             "prediction_agreement_mean": round(float(np.mean(agreement)), 4),
         }
-    write_json(
-        Path(METRICS_DIR) / "experiments" / f"int8-calibration-{spec.name}.json",
+    write_experiment(
+        f"int8-calibration-{spec.name}",
+        __doc__,
+        torch.get_num_threads(),
         {
             "task": spec.name,
-            "why": __doc__.split("\n\n")[0],
             "summary": summary,
             "runs": runs,
             "linear_input_ranges": linear_input_ranges(splits["train"], params.quantize),

@@ -8,15 +8,13 @@ hits both. Writes `artifacts/metrics/experiments/optimizer-step.json`.
 
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from transformers import BertForSequenceClassification
 
-from pipeline.stage import METRICS_DIR, run_stage
-from top.atomic import write_json
+from pipeline.experiment_file import write_experiment
+from pipeline.stage import run_stage
 from top.backbone import resolve_backbone
-from top.bench import machine_info
 from top.params import Params
 
 CALLS = 20
@@ -48,17 +46,17 @@ def main(params: Params) -> None:
             seconds["forward_backward"].append(forward_backward)
         model.zero_grad(set_to_none=False)
     medians = {name: round(statistics.median(values), 4) for name, values in seconds.items()}
-    write_json(
-        Path(METRICS_DIR) / "experiments" / "optimizer-step.json",
+    write_experiment(
+        "optimizer-step",
+        __doc__,
+        threads,
         {
-            "why": __doc__.split("\n\n")[0],
             "backbone": params.model.backbone,
             "batch": BATCH,
             "tokens": TOKENS,
             "calls": CALLS,
             "median_seconds": medians,
             "update_speedup": round(medians["default"] / medians["fused"], 2),
-            "machine": machine_info(threads),
         },
     )
 

@@ -11,17 +11,15 @@ from pathlib import Path
 
 import torch
 
+from pipeline.experiment_file import write_experiment
 from pipeline.paths import PREPARED_DIR, PRUNED_DIR, TEACHER_DIR
-from pipeline.stage import METRICS_DIR, run_stage
-from top.atomic import write_json
+from pipeline.stage import run_stage
 from top.backbone import check_bert_dir, load_tokenizer
-from top.bench import Timing, Variant, machine_info, run_benchmark
+from top.bench import Timing, Variant, run_benchmark
 from top.bench_stage import nested_latency
 from top.data.prepare import load_prepared
 from top.params import Params
 from top.pruning.model import TokenPruningBertForSequenceClassification
-
-OUTPUT = Path(METRICS_DIR) / "experiments" / "packing-ablation.json"
 
 
 class UnpackedFeedForward(TokenPruningBertForSequenceClassification):
@@ -55,15 +53,11 @@ def main(params: Params) -> None:
         meta["max_length"],
         Timing.of(settings),
     )
-    write_json(
-        OUTPUT,
-        {
-            "task": spec.name,
-            "why": __doc__.split("\n\n")[0],
-            "machine": machine_info(settings.threads),
-            "settings": dataclasses.asdict(settings),
-            "latency": nested_latency(rows),
-        },
+    write_experiment(
+        "packing-ablation",
+        __doc__,
+        settings.threads,
+        {"task": spec.name, "settings": dataclasses.asdict(settings), "latency": nested_latency(rows)},
     )
 
 

@@ -1,0 +1,75 @@
+"""Benchmark: what the attention-probability dropout costs a MiniLM training step on CPU
+(`python -m pipeline.dropout_cost`); why `teacher.attention_dropout` exists.
+
+BERT drops 10% of its attention probabilities in training. The mask is one random draw per (example, head, query,
+key), so its cost grows with the square of the length, and on CPU random draws are slow: at 512 tokens this,
+not the matrix products, can dominate a step. Times a full training step (forward, backward, fused AdamW update)
+of the backbone with its own dropout and with attention dropout 0, the two models alternating call by call so
+that a slow spell of the machine hits both. Writes `artifacts/metrics/experiments/dropout-cost.json`.
+"""
+
+import statistics
+import time
+
+import torch
+from transformers import BertForSequenceClassification
+
+from pipeline.experiment_file import write_experiment
+from pipeline.stage import run_stage
+from top.backbone import resolve_backbone
+from top.optim import adamw
+from top.params import Params
+
+CALLS = 6
+SHAPES = ((16, 512), (32, 128), (32, 64))  # (batch, tokens)
+
+
+def _training_step(model: BertForSequenceClassification, optimizer: torch.optim.Optimizer, batch: dict) -> float:
+    started = time.perf_counter()
+    model(**batch).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return time.perf_counter() - started
+
+
+def main(params: Params) -> None:
+    threads = params.benchmark.threads
+    torch.set_num_threads(threads)
+    backbone = resolve_backbone(params.model.backbone)
+    variants = {}
+    for name, overrides in (("backbone", {}), ("off", {"attention_probs_dropout_prob": 0.0})):
+        torch.manual_seed(0)
+        model = BertForSequenceClassification.from_pretrained(backbone, num_labels=2, **overrides).train()
+        variants[name] = (model, adamw(model.parameters(), learning_rate=1e-5))
+    backbone_dropout = variants["backbone"][0].config.attention_probs_dropout_prob
+    rows = []
+    for batch_size, tokens in SHAPES:
+        batch = {
+            "input_ids": torch.randint(1000, 5000, (batch_size, tokens)),
+            "labels": torch.randint(0, 2, (batch_size,)),
+        }
+        seconds: dict[str, list[float]] = {name: [] for name in variants}
+        for call in range(CALLS + 1):  # the first call of each is a warm-up
+            for name, (model, optimizer) in variants.items():
+                elapsed = _training_step(model, optimizer, batch)
+                if call:
+                    seconds[name].append(elapsed)
+        medians = {name: round(statistics.median(values), 3) for name, values in seconds.items()}
+        rows.append(
+            {
+                "batch": batch_size,
+                "tokens": tokens,
+                "median_step_seconds": {
+                    f"attention_dropout_{backbone_dropout}": medians["backbone"],
+                    "attention_dropout_0.0": medians["off"],
+                },
+                "speedup_without": round(medians["backbone"] / medians["off"], 2),
+            }
+        )
+    write_experiment(
+        "dropout-cost", __doc__, threads, {"backbone": params.model.backbone, "calls": CALLS, "steps": rows}
+    )
+
+
+if __name__ == "__main__":
+    run_stage("dropout_cost", main)

@@ -1,0 +1,23 @@
+"""Where the one-off studies (`python -m pipeline.<study>`) write their results, and what every such file says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.stage import METRICS_DIR
+from top.atomic import write_json
+from top.bench import machine_info
+
+EXPERIMENTS_DIR = Path(METRICS_DIR) / "experiments"
+
+
+def write_experiment(name: str, doc: str, threads: int, fields: dict[str, Any]) -> Path:
+    """Write a study's result as ``artifacts/metrics/experiments/NAME.json``.
+
+    The file says why it exists (the first paragraph of the study's docstring, which names the command that
+    reruns it) and on what machine and thread count, since its seconds mean nothing without both.
+    """
+    target = EXPERIMENTS_DIR / f"{name}.json"
+    write_json(target, {"why": doc.split("\n\n")[0], **fields, "machine": machine_info(threads)})
+    return target
