@@ -25,6 +25,7 @@ def test_repository_params_are_valid(default_params_dict):
         ("teacher", "batch_size", True, "teacher.batch_size must be an integer"),
         ("teacher", "learning_rate", "fast", "teacher.learning_rate must be a number"),
         ("teacher", "warmup_ratio", 1.5, "teacher.warmup_ratio must be at most 0.9"),
+        ("teacher", "attention_dropout", 1.5, "teacher.attention_dropout must be at most 1"),
         ("teacher", "device", "tpu", "teacher.device must be one of auto, cpu, cuda"),
         ("data", "max_length", 1024, "data.max_length must be at most 512"),
         ("data", "max_train_samples", 0, "data.max_train_samples must be at least 1"),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import BertForSequenceClassification
+from transformers import BertConfig, BertForSequenceClassification
 
 from top import teacher as teacher_module
 from top.backbone import check_bert_dir, resolve_backbone
@@ -48,6 +48,10 @@ def test_teacher_trains_saves_and_repeats(params_dict, tiny_bert_dir, tmp_path, 
 
     model = BertForSequenceClassification.from_pretrained(tmp_path / "a/teacher")
     assert model.config.num_labels == 2
+    assert (
+        model.config.attention_probs_dropout_prob
+        == BertConfig.from_pretrained(tiny_bert_dir).attention_probs_dropout_prob
+    )
     assert (tmp_path / "a/teacher/tokenizer.json").is_file()
     assert (tmp_path / "a/live/plots/metrics/train/loss.tsv").is_file()
     assert not any((tmp_path / "a/ckpt").iterdir())  # checkpoints are dropped once the model is saved
@@ -57,6 +61,14 @@ def test_teacher_trains_saves_and_repeats(params_dict, tiny_bert_dir, tmp_path, 
     first = model.state_dict()
     second = BertForSequenceClassification.from_pretrained(tmp_path / "b/teacher").state_dict()
     assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_attention_dropout_override_reaches_the_saved_teacher(params_dict, tiny_bert_dir, tmp_path):
+    """The prune stage builds its student from the saved config, so the override must be in it."""
+    toy_dataset(tmp_path)
+    params = toy_params(params_dict, tmp_path, tiny_bert_dir, epochs=1, attention_dropout=0.0)
+    run_teacher(params, tmp_path / "run")
+    assert BertConfig.from_pretrained(tmp_path / "run/teacher").attention_probs_dropout_prob == 0.0
 
 
 def test_incomplete_checkpoints_are_discarded(tmp_path):
