@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import yaml
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertForSequenceClassification
 
 from top.backbone import load_tokenizer
@@ -23,6 +27,14 @@ DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 # default of one thread per core in every worker would oversubscribe them.
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
+
+@contextmanager
+def flop_counter() -> Iterator[FlopCounterMode]:
+    """torch's FLOP counter, with fused attention on its math backend: the counter does not see the fused CPU
+    kernel (it would count its matmuls as zero), but it counts the math backend's, which compute the same."""
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        yield counter
 
 
 @pytest.fixture(scope="session")

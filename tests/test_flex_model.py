@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertForSequenceClassification
 from transformers.pytorch_utils import prune_linear_layer
 
@@ -19,7 +18,7 @@ from top.flex.supernet import FlexibleBertForSequenceClassification, width_units
 from top.flex.train import class_weights, distillation_loss
 from top.pruning.macs import EncoderDims, classifier_head_macs
 
-from .conftest import tiny_bert_config
+from .conftest import flop_counter, tiny_bert_config
 
 
 def make_models(seed: int = 0) -> tuple[BertForSequenceClassification, FlexibleBertForSequenceClassification]:
@@ -179,7 +178,7 @@ def test_dynamic_batch_routes_each_example_as_alone_and_thresholds_resolve_offli
 def test_subnet_macs_equal_a_measured_count(width, depth, length):
     _, flexible = make_models()
     inputs = batch([length])
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         flexible(**inputs, width=width, depth=depth)
     head = classifier_head_macs(EncoderDims.from_config(flexible.config), flexible.config.num_labels)
     assert counter.get_total_flops() == 2 * (subnet_macs(flexible.config, length, [width] * depth) + head)
@@ -191,7 +190,7 @@ def test_dynamic_path_macs_equal_a_measured_count():
         for gate in flexible.gates:
             gate.out.weight.normal_(0, 3.0)
     inputs = batch([10])
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         trace = dynamic_forward(
             flexible,
             inputs["input_ids"],

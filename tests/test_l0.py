@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertForSequenceClassification
 
 from top.pruning import hard_concrete
@@ -19,7 +18,7 @@ from top.pruning.l0 import (
 from top.pruning.macs import EncoderDims
 from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning
 
-from .conftest import tiny_bert_config
+from .conftest import flop_counter, tiny_bert_config
 
 
 def test_initial_masks_keep_almost_everything():
@@ -83,7 +82,7 @@ def test_expected_ratio_matches_the_measured_physical_model():
     inputs = torch.randint(3, 50, (1, 21))
 
     def measured(model):
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
+        with flop_counter() as counter, torch.no_grad():
             model(input_ids=inputs)
         return counter.get_total_flops() / 2
 

@@ -2,12 +2,11 @@
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertForSequenceClassification
 
 from top.pruning.macs import EncoderDims, attention_macs, classifier_head_macs, dense_encoder_macs, encoder_macs
 
-from .conftest import tiny_bert_config
+from .conftest import flop_counter, tiny_bert_config
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +16,7 @@ def tiny_config():
 
 def measured_macs(model, batch: int, tokens: int) -> float:
     inputs = torch.randint(0, 100, (batch, tokens))
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with flop_counter() as counter, torch.no_grad():
         model(input_ids=inputs)
     return counter.get_total_flops() / 2
 

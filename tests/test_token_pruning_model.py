@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertForSequenceClassification
 
 from pipeline.packing_ablation import UnpackedFeedForward
@@ -10,7 +9,7 @@ from top.errors import ParamsError
 from top.pruning.macs import EncoderDims, attention_macs, classifier_head_macs, encoder_macs, ffn_macs
 from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning, select_tokens
 
-from .conftest import tiny_bert_config
+from .conftest import flop_counter, tiny_bert_config
 
 
 def tiny_config() -> BertConfig:
@@ -73,7 +72,7 @@ def test_physical_removal_equals_masked_evaluation(reference, prune_layers, keep
 def test_measured_macs_equal_analytic_on_the_pruned_forward(reference, length, keep_ratios):
     model = pruned_copy(reference, [1, 3], keep_ratios)
     input_ids = torch.randint(5, 120, (1, length), generator=torch.Generator().manual_seed(length))
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with flop_counter() as counter, torch.no_grad():
         output = model(input_ids=input_ids)
     lengths = output.token_counts[0].tolist()
     dims = EncoderDims.from_config(model.config)
@@ -86,7 +85,7 @@ def test_a_mixed_batch_pays_ffn_macs_for_live_tokens_only(reference):
     FFN on the live tokens alone (packed), so its measured MACs are those of each example's real count."""
     model = pruned_copy(reference, [1, 3], [0.5, 0.8])
     batch = mixed_batch()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), flop_counter() as counter:
         output = model(**batch)
     counts = output.token_counts
     dims = EncoderDims.from_config(model.config)
@@ -106,9 +105,9 @@ def test_the_packing_ablation_compares_equal_functions(reference):
     unpacked.load_state_dict(packed.state_dict())
     batch = mixed_batch()
     with torch.no_grad():
-        with FlopCounterMode(display=False) as packed_count:
+        with flop_counter() as packed_count:
             expected = packed(**batch)
-        with FlopCounterMode(display=False) as unpacked_count:
+        with flop_counter() as unpacked_count:
             output = unpacked(**batch)
     assert torch.allclose(output.logits, expected.logits, atol=1e-5, rtol=0)
     assert torch.equal(output.token_counts, expected.token_counts)
@@ -127,9 +126,9 @@ def test_a_pruning_model_drops_the_padding_before_the_first_layer(reference):
     dims = EncoderDims.from_config(model.config)
     with torch.no_grad():
         plain = model(input_ids=input_ids)
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:
             output = model(**padded)
-        with FlopCounterMode(display=False) as dense_counter:
+        with flop_counter() as dense_counter:
             dense = pruned_copy(reference, [], [])(**padded)
     assert torch.allclose(output.logits, plain.logits, atol=1e-5, rtol=0)
     assert torch.equal(output.token_counts, plain.token_counts)
@@ -193,6 +192,29 @@ def test_train_mode_bins_drop_the_lower_ranks_and_pass_gradients(reference):
     assert len(output.token_scores) == 4 and output.token_scores[0].shape == (3, 21)
     output.logits.sum().backward()
     assert bin_masks.grad.abs().sum() > 0 and gates.grad.abs().sum() > 0
+
+
+def test_fused_attention_changes_no_logit_score_or_gradient(reference):
+    """Training asks for the distilled layers' scores only: the other layers run fused attention, and the layers
+    that rank tokens recompute their probabilities without gradient. Logits, returned scores and every
+    gradient must be those of the written-out attention in every layer (return_scores=True)."""
+    batch = mixed_batch()
+    masks = (torch.tensor([[1.0, 0.3, 0.0]] * 2), torch.ones(2))
+    score_weights = torch.randn(3, 21, generator=torch.Generator().manual_seed(2))
+    results = []
+    for request in (True, [1]):  # prune layers 1 and 3 rank on layers 0 and 2: every kind of layer occurs
+        model = pruned_copy(reference, [1, 3], [1.0, 1.0])
+        output = model(**batch, mode="train", masks=masks, return_scores=request)
+        (output.logits.square().sum() + (output.token_scores[1] * score_weights).sum()).backward()
+        results.append((output, {name: weight.grad for name, weight in model.named_parameters()}))
+    (written_out, written_grads), (fused, fused_grads) = results
+    assert torch.allclose(fused.logits, written_out.logits, atol=1e-5, rtol=0)
+    assert torch.allclose(fused.token_scores[1], written_out.token_scores[1], atol=1e-6, rtol=0)
+    assert [score is None for score in fused.token_scores] == [True, False, True, True]
+    assert fused_grads["bert.encoder.layer.1.attention.self.query.weight"].abs().sum() > 0
+    for name, grad in written_grads.items():
+        assert (grad is None) == (fused_grads[name] is None), name
+        assert grad is None or torch.allclose(fused_grads[name], grad, atol=1e-5, rtol=1e-4), name
 
 
 def test_masks_only_in_train_mode(reference):

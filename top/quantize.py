@@ -26,6 +26,7 @@ from top.atomic import atomic_directory
 from top.errors import ModelDirError
 from top.params import INT8_ACTIVATION_ALGORITHMS
 from top.pruning.model import (
+    ProbsKind,
     TokenPruningBertForQuestionAnswering,
     TokenPruningBertForSequenceClassification,
     TokenPruningBertPreTrainedModel,
@@ -86,8 +87,9 @@ class BlockwiseEncoder(TokenPruningBertPreTrainedModel):
         self._blocks = blocks
 
     def attention_block(
-        self, index: int, hidden: torch.Tensor, alive: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, index: int, hidden: torch.Tensor, alive: torch.Tensor, probs: ProbsKind = "tracked"
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The installed graph, which always returns the probabilities (one graph serves every layer)."""
         return self._block(index, "attention")(hidden, alive)
 
     def feed_forward_block(self, index: int, attended: torch.Tensor) -> torch.Tensor:

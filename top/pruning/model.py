@@ -20,6 +20,7 @@ directly; the prune layers and keep ratios travel in the config through save_pre
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -32,6 +33,10 @@ from transformers.modeling_outputs import ModelOutput
 from top.errors import ParamsError
 
 Mode = Literal["physical", "masked", "train"]
+# Layers whose token scores a forward returns: True for every layer, or their 0-based indices.
+ScoreRequest = bool | Sequence[int]
+# How a layer's attention yields its probabilities (see self_attention).
+ProbsKind = Literal["tracked", "detached", "none"]
 
 
 def configure_pruning(config: BertConfig, prune_layers: list[int], keep_ratios: list[float]) -> BertConfig:
@@ -58,8 +63,8 @@ class TokenPruningOutput(ModelOutput):
     logits: torch.Tensor | None = None
     # Live tokens per example entering each layer's attention, plus the count after the last layer: [B, L+1].
     token_counts: torch.Tensor | None = None
-    # Per layer, the attention each token received ([B, n]); only with return_scores=True.
-    token_scores: tuple[torch.Tensor, ...] | None = None
+    # Per layer, the attention each token received ([B, n]); None for a layer return_scores did not name.
+    token_scores: tuple[torch.Tensor | None, ...] | None = None
     # What the head reads: the final [CLS] state [B, d] (classification) or every position's final state
     # [B, N, d] (QA); a distillation target richer than the logits.
     head_states: torch.Tensor | None = None
@@ -77,7 +82,7 @@ class EncoderPass:
 
     hidden: torch.Tensor  # [B, n, d]: final states of the surviving tokens ([CLS] first)
     counts: torch.Tensor
-    scores: tuple[torch.Tensor, ...] | None
+    scores: tuple[torch.Tensor | None, ...] | None
     token_states: torch.Tensor | None  # [B, N, d] in input positions: each token's last state while alive
 
 
@@ -108,15 +113,18 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
         token_type_ids: torch.Tensor | None,
         mode: Mode,
         masks: tuple[torch.Tensor, torch.Tensor] | None,
-        return_scores: bool,
+        return_scores: ScoreRequest,
         protected: torch.Tensor | None = None,
         track_states: bool = False,
     ) -> EncoderPass:
-        """The encoder with token pruning. ``protected`` ([B, N] bool) tokens are never pruned: the keep ratio
-        applies to the others. With ``track_states``, a token removed before layer ``l - 1``'s FFN keeps the
-        state it entered layer ``l - 1`` with (the output of the last layer it went through whole), so every
-        input position has a final state, in all three modes alike (in ``train`` mode, a soft keep weight w
-        mixes ``w * continuing + (1 - w) * forwarded``, which is exact at w in {0, 1}).
+        """The encoder with token pruning. ``return_scores`` names the layers (True: every layer) whose
+        received attention comes back, with gradients when they are enabled; the rankings that only select
+        tokens are computed without, which lets their layers' attention run fused. ``protected`` ([B, N] bool)
+        tokens are never pruned: the keep ratio applies to the others. With ``track_states``, a token removed
+        before layer ``l - 1``'s FFN keeps the state it entered layer ``l - 1`` with (the output of the last
+        layer it went through whole), so every input position has a final state, in all three modes alike (in
+        ``train`` mode, a soft keep weight w mixes ``w * continuing + (1 - w) * forwarded``, which is exact at
+        w in {0, 1}).
         """
         if mode not in ("physical", "masked", "train"):
             raise ValueError(f"mode must be 'physical', 'masked' or 'train', got {mode!r}")
@@ -128,18 +136,21 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
         hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
         states = _StateTracker(hidden, alive) if track_states else None
         counts, scores = [alive.sum(dim=1)], []
+        layers = self.config.num_hidden_layers
+        returned = set(range(layers)) if return_scores is True else set(return_scores or ())
+        ranking = {layer - 1 for layer in self.config.prune_layers}
         # A pruning model runs no padding: it drops the input's up front (padding receives no attention, and
         # ToP's MACs count each example at its real length) and packs each layer's FFN onto the live tokens.
         # A dense model (no prune layers) keeps Hugging Face's behaviour.
         packed = mode == "physical" and bool(self.config.prune_layers)
         if packed and not bool(alive.all()):
             hidden, alive, fixed = _keep_physically(hidden, alive, fixed, states)
-        for index in range(self.config.num_hidden_layers):
+        for index in range(layers):
             entering = hidden
-            attended, probs = self.attention_block(index, hidden, keys if mode == "train" else alive)
-            received = received_attention(probs, alive)
-            if return_scores:
-                scores.append(received)
+            probs_kind = _probs_kind(index in returned, index in ranking)
+            attended, probs = self.attention_block(index, hidden, keys if mode == "train" else alive, probs_kind)
+            received = None if probs is None else received_attention(probs, alive)
+            scores.append(received if index in returned else None)
             ratio = self.keep_ratio_before(index + 1)
             token_weight = None
             if mode == "train" and index + 1 in self.config.prune_layers:
@@ -167,19 +178,20 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
         return EncoderPass(
             hidden=hidden,
             counts=torch.stack(counts, 1),
-            scores=tuple(scores) if return_scores else None,
+            scores=tuple(scores) if returned else None,
             token_states=None if states is None else states.final(hidden, alive),
         )
 
     def attention_block(
-        self, index: int, hidden: torch.Tensor, alive: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Layer ``index``'s self-attention (with its output projection and LayerNorm) and the attention probs.
+        self, index: int, hidden: torch.Tensor, alive: torch.Tensor, probs: ProbsKind = "tracked"
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Layer ``index``'s self-attention (with its output projection and LayerNorm) and the attention probs
+        (see ``self_attention`` for ``probs``).
 
         This and ``feed_forward_block`` are the dense compute between two token selections; a quantized model
         swaps them for INT8 graphs and keeps everything else, the selection included, as it is.
         """
-        return self_attention(self.bert.encoder.layer[index].attention, hidden, alive)
+        return self_attention(self.bert.encoder.layer[index].attention, hidden, alive, probs)
 
     def feed_forward_block(self, index: int, attended: torch.Tensor) -> torch.Tensor:
         return feed_forward(self.bert.encoder.layer[index], attended)
@@ -216,7 +228,7 @@ class TokenPruningBertForSequenceClassification(TokenPruningBertPreTrainedModel)
         labels: torch.Tensor | None = None,
         mode: Mode = "physical",
         masks: tuple[torch.Tensor, torch.Tensor] | None = None,
-        return_scores: bool = False,
+        return_scores: ScoreRequest = False,
     ) -> TokenPruningOutput:
         """``masks`` (bin masks [P, bins], gates [P], one row per prune layer in config order) drive ``train``."""
         encoded = self.encode(input_ids, attention_mask, token_type_ids, mode, masks, return_scores)
@@ -262,7 +274,7 @@ class TokenPruningBertForQuestionAnswering(TokenPruningBertPreTrainedModel):
         end_positions: torch.Tensor | None = None,
         mode: Mode = "physical",
         masks: tuple[torch.Tensor, torch.Tensor] | None = None,
-        return_scores: bool = False,
+        return_scores: ScoreRequest = False,
     ) -> TokenPruningQAOutput:
         protected = None
         if self.config.protect_question and token_type_ids is not None:
@@ -325,9 +337,16 @@ class _StateTracker:
 
 
 def self_attention(
-    attention: nn.Module, hidden: torch.Tensor, alive: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT self-attention written out so that the probabilities are at hand; dead tokens are masked as keys."""
+    attention: nn.Module, hidden: torch.Tensor, alive: torch.Tensor, probs: ProbsKind = "tracked"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """BERT self-attention and, on request, its probabilities; dead tokens are masked as keys.
+
+    ``tracked``: written out, so the probabilities are the ones the output was made from and gradients flow
+    through both (one QK^T: the cheapest way to get them without gradients too). ``detached`` and ``none``:
+    the output from the fused kernel, whose backward stores no [B, H, n, n] tensors (at 512 tokens the
+    written-out form made a ToP training step several times slower than a dense one); ``detached`` then
+    recomputes the probabilities without gradient, which is all a token ranking needs.
+    """
     heads = attention.self.num_attention_heads
     head_size = attention.self.attention_head_size
     batch, length, _ = hidden.shape
@@ -335,12 +354,34 @@ def self_attention(
     def split(projection: nn.Linear) -> torch.Tensor:
         return projection(hidden).view(batch, length, heads, head_size).transpose(1, 2)
 
+    def probabilities() -> torch.Tensor:
+        logits = query @ key.transpose(-1, -2) * head_size**-0.5
+        return logits.masked_fill(~alive[:, None, None, :], torch.finfo(logits.dtype).min).softmax(dim=-1)
+
     query, key, value = split(attention.self.query), split(attention.self.key), split(attention.self.value)
-    logits = query @ key.transpose(-1, -2) * head_size**-0.5
-    logits = logits.masked_fill(~alive[:, None, None, :], torch.finfo(logits.dtype).min)
-    probs = logits.softmax(dim=-1)
-    context = (attention.self.dropout(probs) @ value).transpose(1, 2).reshape(batch, length, heads * head_size)
-    return attention.output(context, hidden), probs
+    dropout = attention.self.dropout.p if attention.self.training else 0.0
+    if probs == "tracked" or (probs == "detached" and dropout > 0):
+        # With attention dropout the fused kernel falls back to the written-out form on CPU: compute it once.
+        attention_probs = probabilities()
+        context = attention.self.dropout(attention_probs) @ value
+        if probs == "detached":
+            attention_probs = attention_probs.detach()
+    else:
+        context = nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=alive[:, None, None, :], dropout_p=dropout
+        )
+        with torch.no_grad():
+            attention_probs = probabilities() if probs == "detached" else None
+    context = context.transpose(1, 2).reshape(batch, length, heads * head_size)
+    return attention.output(context, hidden), attention_probs
+
+
+def _probs_kind(returned: bool, ranking: bool) -> ProbsKind:
+    """How a layer computes its attention: probabilities only where a score is needed, and with gradients
+    only where a returned score may be trained (a no-grad forward gets them most cheaply the same way)."""
+    if returned or (ranking and not torch.is_grad_enabled()):
+        return "tracked"
+    return "detached" if ranking else "none"
 
 
 def feed_forward(layer: nn.Module, attended: torch.Tensor) -> torch.Tensor:
@@ -350,9 +391,10 @@ def feed_forward(layer: nn.Module, attended: torch.Tensor) -> torch.Tensor:
 
 def received_attention(probs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
     """Token importance: attention received, averaged over heads and live query rows. [B, H, n, n] -> [B, n]."""
-    rows = alive[:, None, :, None].to(probs.dtype)
+    rows = alive[:, :, None].to(probs.dtype)
     live_rows = alive.sum(dim=1).clamp(min=1).to(probs.dtype) * probs.shape[1]
-    return (probs * rows).sum(dim=(1, 2)) / live_rows[:, None]
+    # Heads first: the row mask then multiplies a [B, n, n] tensor, not a second [B, H, n, n] one.
+    return (probs.sum(dim=1) * rows).sum(dim=1) / live_rows[:, None]
 
 
 def sampled_token_weights(

@@ -347,13 +347,14 @@ def _step_losses(
     warmup_steps: int,
 ) -> dict[str, torch.Tensor]:
     inputs = model_inputs(batch)
+    last_layer = teacher.config.num_hidden_layers - 1
     with torch.no_grad():
-        teacher_out = teacher(**inputs, mode="masked", return_scores=True)
-    student_out = student(**inputs, mode="train", masks=masks.sample(), return_scores=True)
+        teacher_out = teacher(**inputs, mode="masked", return_scores=[last_layer])
+    student_out = student(**inputs, mode="train", masks=masks.sample(), return_scores=params.distill_layers)
     distill = _distillation(student_out, teacher_out, batch, spec, params)
     valid = inputs["attention_mask"].bool().clone()
     valid[:, 0] = False  # [CLS] is never ranked
-    teacher_scores = teacher_out.token_scores[-1]
+    teacher_scores = teacher_out.token_scores[last_layer]
     rank = sum(
         ranking_distillation_loss(student_out.token_scores[layer], teacher_scores, valid, params.top_k)
         for layer in params.distill_layers
