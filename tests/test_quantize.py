@@ -58,3 +58,18 @@ def test_minmax_calibration_also_tracks_fp32_and_unknown_algorithm_is_named(prun
 def test_not_an_int8_dir(tmp_path):
     with pytest.raises(ModelDirError, match="not an INT8 model directory"):
         load_int8(tmp_path)
+
+
+def test_int8_runs_blocks_pruned_to_cls_alone():
+    """A deep prune leaves [CLS] alone (1-token blocks, 1-row FFN inputs), in calibration and at inference."""
+    torch.manual_seed(0)
+    config = configure_pruning(tiny_bert_config(num_labels=2), [1, 2], [0.05, 0.05])
+    fp32 = TokenPruningBertForSequenceClassification(config).eval()
+    calibration = [batch(seed, length=8) for seed in range(2)]
+    int8, _ = quantize_int8(fp32, calibration)
+    for inputs in (batch(99, length=8), batch(98, size=1, length=8)):
+        with torch.no_grad():
+            reference, quantized = fp32(**inputs), int8(**inputs)
+        assert int(reference.token_counts[:, -1].max()) == 1  # the case under test: only [CLS] is left
+        assert torch.equal(quantized.token_counts, reference.token_counts)
+        assert (quantized.logits - reference.logits).abs().max() < 0.1 * reference.logits.abs().max()

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 BLOCKS_DIR = "int8_blocks"
 BLOCK_KINDS = ("attention", "feed_forward")
+# torch.export specializes a dimension whose example size is 0 or 1, so dynamic ones start at 2 (see
+# BlockwiseEncoder.attention_block for how a smaller block input is brought up to it).
+MIN_DYNAMIC_SIZE = 2
 
 
 class _AttentionBlock(nn.Module):
@@ -89,11 +92,26 @@ class BlockwiseEncoder(TokenPruningBertPreTrainedModel):
     def attention_block(
         self, index: int, hidden: torch.Tensor, alive: torch.Tensor, probs: ProbsKind = "tracked"
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The installed graph, which always returns the probabilities (one graph serves every layer)."""
-        return self._block(index, "attention")(hidden, alive)
+        """The installed graph, which always returns the probabilities (one graph serves every layer).
+
+        A deep prune can leave a batch one token long ([CLS] alone): it gets a dead key slot appended (masked,
+        so no live token's output changes) because an exported graph's dynamic dimensions start at 2.
+        """
+        tokens = hidden.shape[1]
+        if tokens >= MIN_DYNAMIC_SIZE:
+            return self._block(index, "attention")(hidden, alive)
+        attended, probs = self._block(index, "attention")(
+            _pad_dim(hidden, 1, MIN_DYNAMIC_SIZE), _pad_dim(alive, 1, MIN_DYNAMIC_SIZE)
+        )
+        return attended[:, :tokens], probs[:, :, :tokens, :tokens]
 
     def feed_forward_block(self, index: int, attended: torch.Tensor) -> torch.Tensor:
-        return self._block(index, "feed_forward")(attended)
+        """The installed graph; like attention, fewer than 2 rows (or tokens) are padded with zero rows,
+        which the row-wise FFN keeps apart from the real ones."""
+        dim = 0 if attended.dim() == 2 else 1
+        size = attended.shape[dim]
+        output = self._block(index, "feed_forward")(_pad_dim(attended, dim, MIN_DYNAMIC_SIZE))
+        return output.narrow(dim, 0, size)
 
     def forward(self, *args: Any, mode: str = "physical", **kwargs: Any) -> Any:
         if mode != "physical":
@@ -244,6 +262,16 @@ def set_inductor_cache(directory: str | Path) -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(directory).resolve()))
 
 
+def _pad_dim(tensor: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """``tensor`` padded with zeros (False for a mask) along ``dim`` to at least ``size``."""
+    missing = size - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor, tensor.new_zeros(shape)], dim=dim)
+
+
 def _block_dir(root: Path, index: int, kind: str) -> Path:
     return root / BLOCKS_DIR / f"layer{index}_{kind}"
 
@@ -252,8 +280,8 @@ def _dynamic_shapes(kind: str, inputs: tuple[torch.Tensor, ...], max_tokens: int
     """Every block input is [batch, tokens, ...] with both dynamic, except a pruning model's FFN input: its
     live tokens packed as [rows, d] (``TokenPruningBertPreTrainedModel._packed_feed_forward``)."""
     if kind == "feed_forward" and inputs[0].dim() == 2:
-        return ({0: Dim("rows", min=2)},)
-    batch, tokens = Dim("batch"), Dim("tokens", min=2, max=max_tokens)
+        return ({0: Dim("rows", min=MIN_DYNAMIC_SIZE)},)
+    batch, tokens = Dim("batch"), Dim("tokens", min=MIN_DYNAMIC_SIZE, max=max_tokens)
     return tuple({0: batch, 1: tokens} for _ in inputs)
 
 
