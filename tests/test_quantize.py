@@ -73,3 +73,18 @@ def test_int8_runs_blocks_pruned_to_cls_alone():
         assert int(reference.token_counts[:, -1].max()) == 1  # the case under test: only [CLS] is left
         assert torch.equal(quantized.token_counts, reference.token_counts)
         assert (quantized.logits - reference.logits).abs().max() < 0.1 * reference.logits.abs().max()
+
+
+def test_only_ranking_layers_write_their_attention_out(pruned_fp32):
+    """Layers 0 and 1 rank the tokens of prune layers 1 and 2; layers 2 and 3 run the fused kernel."""
+    int8, _ = quantize_int8(pruned_fp32, [batch(0)])
+
+    def graph_ops(index: int) -> set[str]:
+        return {str(node.target) for node in int8._blocks[index]["attention"].graph.nodes}
+
+    assert all("aten.softmax.int" in graph_ops(index) for index in (0, 1))
+    assert not any("aten.softmax.int" in graph_ops(index) for index in (2, 3))
+    with torch.no_grad():
+        assert int8(**batch(5), return_scores=[0, 1]).token_scores[1] is not None
+        with pytest.raises(ValueError, match="layer 2 of a blockwise model ranks no tokens"):
+            int8(**batch(5), return_scores=[2])

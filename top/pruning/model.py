@@ -101,6 +101,10 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
         configure_pruning(self.config, self.config.prune_layers, keep_ratios)
         return self
 
+    def ranking_layers(self) -> set[int]:
+        """The 0-based layers whose attention ranks the tokens entering the next (prune) layer."""
+        return {layer - 1 for layer in self.config.prune_layers}
+
     def keep_ratio_before(self, layer: int) -> float | None:
         """The keep ratio applied to the tokens entering ``layer``, or None when it prunes nothing."""
         schedule = dict(zip(self.config.prune_layers, self.config.keep_ratios, strict=True))
@@ -138,7 +142,7 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
         counts, scores = [alive.sum(dim=1)], []
         layers = self.config.num_hidden_layers
         returned = set(range(layers)) if return_scores is True else set(return_scores or ())
-        ranking = {layer - 1 for layer in self.config.prune_layers}
+        ranking = self.ranking_layers()
         # A pruning model runs no padding: it drops the input's up front (padding receives no attention, and
         # ToP's MACs count each example at its real length) and packs each layer's FFN onto the live tokens.
         # A dense model (no prune layers) keeps Hugging Face's behaviour.
