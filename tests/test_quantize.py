@@ -75,16 +75,23 @@ def test_int8_runs_blocks_pruned_to_cls_alone():
         assert (quantized.logits - reference.logits).abs().max() < 0.1 * reference.logits.abs().max()
 
 
-def test_only_ranking_layers_write_their_attention_out(pruned_fp32):
-    """Layers 0 and 1 rank the tokens of prune layers 1 and 2; layers 2 and 3 run the fused kernel."""
+def test_attention_graphs_run_fused_and_ranking_layers_hand_out_queries_and_keys(pruned_fp32):
+    """No graph writes attention probabilities out. Layers 0 and 1 rank the tokens of prune layers 1 and 2:
+    their graphs also return queries and keys, from which the eager code scores the tokens example by example,
+    as the FP32 model does; layers 2 and 3 return their output alone."""
     int8, _ = quantize_int8(pruned_fp32, [batch(0)])
 
-    def graph_ops(index: int) -> set[str]:
-        return {str(node.target) for node in int8._blocks[index]["attention"].graph.nodes}
+    def graph(index: int) -> torch.fx.Graph:
+        return int8._blocks[index]["attention"].graph
 
-    assert all("aten.softmax.int" in graph_ops(index) for index in (0, 1))
-    assert not any("aten.softmax.int" in graph_ops(index) for index in (2, 3))
+    def outputs(index: int) -> int:
+        return len(next(node for node in graph(index).nodes if node.op == "output").args[0])
+
+    assert not any("aten.softmax.int" in {str(node.target) for node in graph(index).nodes} for index in range(4))
+    assert [outputs(index) for index in range(4)] == [3, 3, 1, 1]
     with torch.no_grad():
-        assert int8(**batch(5), return_scores=[0, 1]).token_scores[1] is not None
+        scores = int8(**batch(5), return_scores=[0, 1]).token_scores
+        expected = pruned_fp32(**batch(5), return_scores=[0, 1]).token_scores
+        assert torch.allclose(scores[0], expected[0], atol=1e-3, rtol=0)
         with pytest.raises(ValueError, match="layer 2 of a blockwise model ranks no tokens"):
             int8(**batch(5), return_scores=[2])

@@ -7,7 +7,12 @@ from transformers import BertConfig, BertForSequenceClassification
 from pipeline.packing_ablation import UnpackedFeedForward
 from top.errors import ParamsError
 from top.pruning.macs import EncoderDims, attention_macs, classifier_head_macs, encoder_macs, ffn_macs
-from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning, select_tokens
+from top.pruning.model import (
+    TokenPruningBertForSequenceClassification,
+    attention_with_scores,
+    configure_pruning,
+    select_tokens,
+)
 
 from .conftest import flop_counter, tiny_bert_config
 
@@ -215,6 +220,31 @@ def test_fused_attention_changes_no_logit_score_or_gradient(reference):
     for name, grad in written_grads.items():
         assert (grad is None) == (fused_grads[name] is None), name
         assert grad is None or torch.allclose(fused_grads[name], grad, atol=1e-5, rtol=1e-4), name
+
+
+def test_grouped_attention_equals_the_batched_masked_softmax():
+    """The written-out attention runs in groups of examples, each cut to its longest; it must give the padded
+    batch's masked softmax: the same context in every live key's row, and scores averaged over the live query
+    rows, for keys with holes (masked evaluation) and rows a subset of the keys (train mode's zero-weighted
+    tokens), whether the examples share a group or not."""
+    generator = torch.Generator().manual_seed(3)
+    query, key, value = (torch.randn(3, 4, 9, 5, generator=generator) for _ in range(3))
+    keys = torch.ones(3, 9, dtype=torch.bool)
+    keys[1, 6:] = False
+    keys[2, [2, 3, 7]] = False
+    rows = keys.clone()
+    rows[0, [4, 5]] = False
+    logits = query @ key.transpose(-1, -2) / 5**0.5
+    probs = logits.masked_fill(~keys[:, None, None, :], float("-inf")).softmax(dim=-1)
+    expected_scores = (probs * rows[:, None, :, None]).sum(dim=(1, 2)) / (rows.sum(dim=1, keepdim=True) * 4)
+    one_a_group = attention_with_scores(query, key, keys, rows, group_elements=4 * 9 * 9)[1]
+    assert torch.allclose(one_a_group, expected_scores, atol=1e-7, rtol=0)
+    context, scores = attention_with_scores(query, key, keys, rows, value)
+    live_rows = keys[:, None, :, None].expand_as(context)
+    assert torch.allclose(context[live_rows], (probs @ value)[live_rows], atol=1e-6, rtol=0)
+    assert torch.allclose(scores, expected_scores, atol=1e-7, rtol=0)
+    assert torch.equal(scores[~keys], torch.zeros_like(scores[~keys]))
+    assert torch.equal(attention_with_scores(query, key, keys, rows)[1], scores)
 
 
 def test_masks_only_in_train_mode(reference):

@@ -26,13 +26,14 @@ from top.atomic import atomic_directory
 from top.errors import ModelDirError
 from top.params import INT8_ACTIVATION_ALGORITHMS
 from top.pruning.model import (
-    ProbsKind,
+    ScoreKind,
     TokenPruningBertForQuestionAnswering,
     TokenPruningBertForSequenceClassification,
     TokenPruningBertPreTrainedModel,
+    attention_with_scores,
     feed_forward,
+    fused_self_attention,
     pruning_model_class,
-    self_attention,
 )
 from top.smooth_quant import record_input_maxima, smoothed_copy
 
@@ -46,22 +47,22 @@ MIN_DYNAMIC_SIZE = 2
 
 
 class _AttentionBlock(nn.Module):
-    """One layer's self-attention as an exportable module (it holds that layer's weights only).
+    """One layer's self-attention as an exportable module (it holds that layer's weights only), fused.
 
-    Only a layer that ranks tokens writes its probabilities out; the others run the fused attention kernel.
-    With every layer written out, the compiled dense MiniLM took 1,264 ms against 538 ms fused at batch 8 x 512
-    tokens (``experiments/news512-top30-latency-s15*.json``; README, 20 Newsgroups).
+    A layer that ranks tokens also returns its queries and keys, from which the eager code scores the tokens
+    example by example (``attention_with_scores``); a graph cannot loop over examples of their own lengths.
+    With every layer's probabilities written out inside the graphs, the compiled dense MiniLM took 1,264 ms
+    against 538 ms fused at batch 8 x 512 tokens (``experiments/news512-top30-latency-s15*.json``; README).
     """
 
-    def __init__(self, attention: nn.Module, with_probs: bool) -> None:
+    def __init__(self, attention: nn.Module, with_keys: bool) -> None:
         super().__init__()
         self.attention = attention
-        self.with_probs = with_probs
+        self.with_keys = with_keys
 
-    def forward(self, hidden: torch.Tensor, alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
-        if self.with_probs:
-            return self_attention(self.attention, hidden, alive, "tracked")
-        return self_attention(self.attention, hidden, alive, "none")[0]
+    def forward(self, hidden: torch.Tensor, alive: torch.Tensor) -> tuple[torch.Tensor, ...] | torch.Tensor:
+        attended, query, key = fused_self_attention(self.attention, hidden, alive)
+        return (attended, query, key) if self.with_keys else attended
 
 
 class _FeedForwardBlock(nn.Module):
@@ -99,25 +100,32 @@ class BlockwiseEncoder(TokenPruningBertPreTrainedModel):
         self._blocks = blocks
 
     def attention_block(
-        self, index: int, hidden: torch.Tensor, alive: torch.Tensor, probs: ProbsKind = "tracked"
+        self,
+        index: int,
+        hidden: torch.Tensor,
+        keys: torch.Tensor,
+        scores: ScoreKind = "tracked",
+        score_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The installed graph. Only a ranking layer's graph returns the probabilities (``_AttentionBlock``), so
-        ``probs`` is read as: a layer that does not rank returns None, and asking it for them is an error.
+        """The installed graph. Only a ranking layer's graph gives what token scores are made of (queries and
+        keys, ``_AttentionBlock``), so ``scores`` is read as: a layer that does not rank returns None, and
+        asking it for scores is an error.
 
         A deep prune can leave a batch one token long ([CLS] alone): it gets a dead key slot appended (masked,
         so no live token's output changes) because an exported graph's dynamic dimensions start at 2.
         """
         ranking = index in self.ranking_layers()
-        if probs != "none" and not ranking:
+        if scores != "none" and not ranking:
             raise ValueError(f"layer {index} of a blockwise model ranks no tokens: it has no attention scores")
         tokens = hidden.shape[1]
         output = self._block(index, "attention")(
-            _pad_dim(hidden, 1, MIN_DYNAMIC_SIZE), _pad_dim(alive, 1, MIN_DYNAMIC_SIZE)
+            _pad_dim(hidden, 1, MIN_DYNAMIC_SIZE), _pad_dim(keys, 1, MIN_DYNAMIC_SIZE)
         )
         if not ranking:
             return output[:, :tokens], None
-        attended, layer_probs = output
-        return attended[:, :tokens], layer_probs[:, :, :tokens, :tokens]
+        attended, query, key = output
+        received = attention_with_scores(query[:, :, :tokens], key[:, :, :tokens], keys, score_rows)[1]
+        return attended[:, :tokens], received
 
     def feed_forward_block(self, index: int, attended: torch.Tensor) -> torch.Tensor:
         """The installed graph; like attention, fewer than 2 rows (or tokens) are padded with zero rows,

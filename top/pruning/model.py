@@ -35,8 +35,8 @@ from top.errors import ParamsError
 Mode = Literal["physical", "masked", "train"]
 # Layers whose token scores a forward returns: True for every layer, or their 0-based indices.
 ScoreRequest = bool | Sequence[int]
-# How a layer's attention yields its probabilities (see self_attention).
-ProbsKind = Literal["tracked", "detached", "none"]
+# How a layer's attention yields its token scores (see self_attention).
+ScoreKind = Literal["tracked", "detached", "none"]
 
 
 def configure_pruning(config: BertConfig, prune_layers: list[int], keep_ratios: list[float]) -> BertConfig:
@@ -151,9 +151,10 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
             hidden, alive, fixed = _keep_physically(hidden, alive, fixed, states)
         for index in range(layers):
             entering = hidden
-            probs_kind = _probs_kind(index in returned, index in ranking)
-            attended, probs = self.attention_block(index, hidden, keys if mode == "train" else alive, probs_kind)
-            received = None if probs is None else received_attention(probs, alive)
+            score_kind = _score_kind(index in returned, index in ranking)
+            attended, received = self.attention_block(
+                index, hidden, keys if mode == "train" else alive, score_kind, score_rows=alive
+            )
             scores.append(received if index in returned else None)
             ratio = self.keep_ratio_before(index + 1)
             token_weight = None
@@ -187,15 +188,20 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
         )
 
     def attention_block(
-        self, index: int, hidden: torch.Tensor, alive: torch.Tensor, probs: ProbsKind = "tracked"
+        self,
+        index: int,
+        hidden: torch.Tensor,
+        keys: torch.Tensor,
+        scores: ScoreKind = "tracked",
+        score_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Layer ``index``'s self-attention (with its output projection and LayerNorm) and the attention probs
-        (see ``self_attention`` for ``probs``).
+        """Layer ``index``'s self-attention (with its output projection and LayerNorm) and the token scores
+        (see ``self_attention`` for ``scores`` and ``score_rows``).
 
         This and ``feed_forward_block`` are the dense compute between two token selections; a quantized model
         swaps them for INT8 graphs and keeps everything else, the selection included, as it is.
         """
-        return self_attention(self.bert.encoder.layer[index].attention, hidden, alive, probs)
+        return self_attention(self.bert.encoder.layer[index].attention, hidden, keys, scores, score_rows)
 
     def feed_forward_block(self, index: int, attended: torch.Tensor) -> torch.Tensor:
         return feed_forward(self.bert.encoder.layer[index], attended)
@@ -341,46 +347,118 @@ class _StateTracker:
 
 
 def self_attention(
-    attention: nn.Module, hidden: torch.Tensor, alive: torch.Tensor, probs: ProbsKind = "tracked"
+    attention: nn.Module,
+    hidden: torch.Tensor,
+    keys: torch.Tensor,
+    scores: ScoreKind = "tracked",
+    score_rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """BERT self-attention and, on request, its probabilities; dead tokens are masked as keys.
+    """BERT self-attention with dead ``keys`` masked, and on request the attention each token received (over
+    the live query ``score_rows``, by default the live keys; see ``attention_with_scores``).
 
-    ``tracked``: written out, so the probabilities are the ones the output was made from and gradients flow
-    through both (one QK^T: the cheapest way to get them without gradients too). ``detached`` and ``none``:
-    the output from the fused kernel, whose backward stores no [B, H, n, n] tensors (at 512 tokens the
-    written-out form made a ToP training step several times slower than a dense one); ``detached`` then
-    recomputes the probabilities without gradient, which is all a token ranking needs.
+    ``tracked``: the probabilities are written out and both the output and the scores come from them, so
+    gradients flow through both (one QK^T: the cheapest way to get the scores without gradients too).
+    ``detached`` and ``none``: the output from the fused kernel, whose backward stores no [B, H, n, n] tensors
+    (at 512 tokens the written-out form made a ToP training step several times slower than a dense one);
+    ``detached`` then recomputes the scores without gradient, which is all a token ranking needs.
     """
-    heads = attention.self.num_attention_heads
-    head_size = attention.self.attention_head_size
-    batch, length, _ = hidden.shape
-
-    def split(projection: nn.Linear) -> torch.Tensor:
-        return projection(hidden).view(batch, length, heads, head_size).transpose(1, 2)
-
-    def probabilities() -> torch.Tensor:
-        logits = query @ key.transpose(-1, -2) * head_size**-0.5
-        return logits.masked_fill(~alive[:, None, None, :], torch.finfo(logits.dtype).min).softmax(dim=-1)
-
-    query, key, value = split(attention.self.query), split(attention.self.key), split(attention.self.value)
     dropout = attention.self.dropout.p if attention.self.training else 0.0
-    if probs == "tracked" or (probs == "detached" and dropout > 0):
+    if scores == "tracked" or (scores == "detached" and dropout > 0):
         # With attention dropout the fused kernel falls back to the written-out form on CPU: compute it once.
-        attention_probs = probabilities()
-        context = attention.self.dropout(attention_probs) @ value
-        if probs == "detached":
-            attention_probs = attention_probs.detach()
-    else:
-        context = nn.functional.scaled_dot_product_attention(
-            query, key, value, attn_mask=alive[:, None, None, :], dropout_p=dropout
-        )
-        with torch.no_grad():
-            attention_probs = probabilities() if probs == "detached" else None
-    context = context.transpose(1, 2).reshape(batch, length, heads * head_size)
-    return attention.output(context, hidden), attention_probs
+        query, key, value = project_qkv(attention.self, hidden)
+        context, received = attention_with_scores(query, key, keys, score_rows, value, attention.self.dropout)
+        attended = attention_output(attention, context, hidden)
+        return attended, (received.detach() if scores == "detached" else received)
+    attended, query, key = fused_self_attention(attention, hidden, keys)
+    if scores == "none":
+        return attended, None
+    with torch.no_grad():
+        return attended, attention_with_scores(query, key, keys, score_rows)[1]
 
 
-def _probs_kind(returned: bool, ranking: bool) -> ProbsKind:
+def fused_self_attention(
+    attention: nn.Module, hidden: torch.Tensor, keys: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """BERT self-attention through the fused kernel, with its queries and keys (to score tokens from)."""
+    query, key, value = project_qkv(attention.self, hidden)
+    dropout = attention.self.dropout.p if attention.self.training else 0.0
+    context = nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=keys[:, None, None, :], dropout_p=dropout
+    )
+    return attention_output(attention, context, hidden), query, key
+
+
+def project_qkv(attention: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries, keys and values of a BERT self-attention, [B, H, n, head size] each."""
+    batch, length, _ = hidden.shape
+    shape = (batch, length, attention.num_attention_heads, attention.attention_head_size)
+    projections = (attention.query, attention.key, attention.value)
+    query, key, value = (projection(hidden).view(shape).transpose(1, 2) for projection in projections)
+    return query, key, value
+
+
+def attention_output(attention: nn.Module, context: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """The heads' context [B, H, n, head size] through the output projection, residual and LayerNorm."""
+    batch, heads, length, head_size = context.shape
+    return attention.output(context.transpose(1, 2).reshape(batch, length, heads * head_size), hidden)
+
+
+# Elements of one group's [examples, H, n, n] probabilities in attention_with_scores (4 MiB of FP32).
+SCORE_GROUP_ELEMENTS = 2**20
+
+
+def attention_with_scores(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    keys: torch.Tensor,
+    rows: torch.Tensor | None = None,
+    value: torch.Tensor | None = None,
+    dropout: nn.Module | None = None,
+    group_elements: float = SCORE_GROUP_ELEMENTS,
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Written-out attention over the live ``keys``: the context [B, H, n, head size] (None without ``value``;
+    rows of dead keys are not meaningful) and the token scores [B, n], the attention each token received,
+    averaged over heads and the live query ``rows`` (default: ``keys``; 0 for dead tokens).
+
+    The batch runs in groups of similar lengths, each cut to its longest example and small enough
+    (``group_elements`` probabilities) to stay in cache: the [B, H, n, n] probabilities of a whole padded
+    batch take several passes over memory much larger than the caches. ``python -m
+    pipeline.score_attention_cost`` measures what that buys against the whole batch at once and against one
+    example at a time.
+    """
+    rows = keys if rows is None else rows
+    batch, heads, length, head_size = query.shape
+    extents = torch.where(keys, torch.arange(1, length + 1, device=keys.device), 0).amax(dim=1).tolist()
+    context = None if value is None else value.new_zeros(value.shape)
+    received = query.new_zeros(batch, length)
+    for group in _length_groups(extents, heads, group_elements):
+        examples, extent = torch.tensor(group, device=keys.device), extents[group[-1]]
+        queries = query[examples, :, :extent] * head_size**-0.5
+        logits = queries @ key[examples, :, :extent].transpose(-1, -2)
+        probs = logits.masked_fill(~keys[examples, None, None, :extent], float("-inf")).softmax(dim=-1)
+        row_weights = rows[examples, :extent].to(probs.dtype)
+        # A masked sum, not a matrix product: scoring is a reduction, which ToP's MACs do not count.
+        scores = (probs.sum(dim=1) * row_weights[:, :, None]).sum(dim=1)
+        received[examples, :extent] = scores / (row_weights.sum(dim=1, keepdim=True).clamp(min=1) * heads)
+        if context is not None:
+            weights = probs if dropout is None else dropout(probs)
+            context[examples, :, :extent] = weights @ value[examples, :, :extent]
+    return context, received
+
+
+def _length_groups(extents: list[int], heads: int, group_elements: float) -> list[list[int]]:
+    """Example indices by increasing length, grouped while a group's probabilities fit ``group_elements``."""
+    groups: list[list[int]] = []
+    for example in sorted(range(len(extents)), key=extents.__getitem__):
+        group = groups[-1] if groups else None
+        if group is None or (len(group) + 1) * heads * extents[example] ** 2 > group_elements:
+            groups.append([example])
+        else:
+            group.append(example)
+    return groups
+
+
+def _score_kind(returned: bool, ranking: bool) -> ScoreKind:
     """How a layer computes its attention: probabilities only where a score is needed, and with gradients
     only where a returned score may be trained (a no-grad forward gets them most cheaply the same way)."""
     if returned or (ranking and not torch.is_grad_enabled()):
@@ -391,14 +469,6 @@ def _probs_kind(returned: bool, ranking: bool) -> ProbsKind:
 def feed_forward(layer: nn.Module, attended: torch.Tensor) -> torch.Tensor:
     """A BERT layer's FFN with its residual connection and LayerNorm."""
     return layer.output(layer.intermediate(attended), attended)
-
-
-def received_attention(probs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
-    """Token importance: attention received, averaged over heads and live query rows. [B, H, n, n] -> [B, n]."""
-    rows = alive[:, :, None].to(probs.dtype)
-    live_rows = alive.sum(dim=1).clamp(min=1).to(probs.dtype) * probs.shape[1]
-    # Heads first: the row mask then multiplies a [B, n, n] tensor, not a second [B, H, n, n] one.
-    return (probs.sum(dim=1) * rows).sum(dim=1) / live_rows[:, None]
 
 
 def sampled_token_weights(
