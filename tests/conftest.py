@@ -28,6 +28,11 @@ DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
+# Stage tests run their stages in temporary directories, which inherit this variable: a relative data root
+# (the README's `export TOP_DATA_DIR=../shared/data`) is made absolute from where pytest started.
+if os.environ.get("TOP_DATA_DIR"):
+    os.environ["TOP_DATA_DIR"] = str(Path(os.environ["TOP_DATA_DIR"]).resolve())
+
 
 @contextmanager
 def flop_counter() -> Iterator[FlopCounterMode]:
