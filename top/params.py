@@ -82,6 +82,7 @@ class TeacherParams:
     weight_decay: float = _check(0, 1)
     warmup_ratio: float = _check(0, 0.9)
     attention_dropout: float | None = _check(0, 1)
+    group_by_length: bool
     save_steps: int = _check(1)
     seed: int = _check(0)
     device: str = _check(choices=("auto", "cpu", "cuda"))

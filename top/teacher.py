@@ -196,9 +196,7 @@ def _training_arguments(params: TeacherParams, checkpoint_dir: Path, device: str
         use_cpu=device == "cpu",
         report_to="none",
         optim="adamw_torch_fused",
-        # Batches of similar lengths: with dynamic padding a batch is padded to its longest row, and SST-2's
-        # training rows range widely (mean 13.3 tokens, p90 27, max 64).
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="group_by_length" if params.group_by_length else "random",
         dataloader_num_workers=0,
     )
 
