@@ -77,7 +77,7 @@ def test_int8_runs_blocks_pruned_to_cls_alone():
 
 def test_attention_graphs_run_fused_and_ranking_layers_hand_out_queries_and_keys(pruned_fp32):
     """No graph writes attention probabilities out. Layers 0 and 1 rank the tokens of prune layers 1 and 2:
-    their graphs also return queries and keys, from which the eager code scores the tokens example by example,
+    their graphs also return queries and keys, from which the eager code scores the tokens in length groups,
     as the FP32 model does; layers 2 and 3 return their output alone."""
     int8, _ = quantize_int8(pruned_fp32, [batch(0)])
 

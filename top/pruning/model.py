@@ -362,8 +362,7 @@ def self_attention(
     (at 512 tokens the written-out form made a ToP training step several times slower than a dense one);
     ``detached`` then recomputes the scores without gradient, which is all a token ranking needs.
     """
-    dropout = attention.self.dropout.p if attention.self.training else 0.0
-    if scores == "tracked" or (scores == "detached" and dropout > 0):
+    if scores == "tracked" or (scores == "detached" and _dropout_rate(attention.self) > 0):
         # With attention dropout the fused kernel falls back to the written-out form on CPU: compute it once.
         query, key, value = project_qkv(attention.self, hidden)
         context, received = attention_with_scores(query, key, keys, score_rows, value, attention.self.dropout)
@@ -381,11 +380,15 @@ def fused_self_attention(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """BERT self-attention through the fused kernel, with its queries and keys (to score tokens from)."""
     query, key, value = project_qkv(attention.self, hidden)
-    dropout = attention.self.dropout.p if attention.self.training else 0.0
     context = nn.functional.scaled_dot_product_attention(
-        query, key, value, attn_mask=keys[:, None, None, :], dropout_p=dropout
+        query, key, value, attn_mask=keys[:, None, None, :], dropout_p=_dropout_rate(attention.self)
     )
     return attention_output(attention, context, hidden), query, key
+
+
+def _dropout_rate(attention: nn.Module) -> float:
+    """The attention-probability dropout a self-attention applies now (none in eval mode)."""
+    return attention.dropout.p if attention.training else 0.0
 
 
 def project_qkv(attention: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
