@@ -1,16 +1,13 @@
-"""Benchmark: what packing the row-wise work onto the live tokens buys the ToP model, measured against the
-same model without it, interleaved in one run (`python -m pipeline.packing_ablation`, after `dvc repro prune`).
+"""Benchmark: what packing the FFN onto the live tokens buys the ToP model, measured against the same model
+without it, interleaved in one run (`python -m pipeline.packing_ablation`, after `dvc repro prune`).
 
-After a prune the batch is padded to its longest survivor. The ``padded-projections`` variant runs each
-attention's Q, K, V and output projections on that padded batch (the physical forward of sessions 10-16, FFN
-packed); ``unpacked`` runs the FFN there too (before session 10). Every variant computes the same logits.
-Dense FP32 eager is timed too, as the speed-ups' baseline. Writes
-`artifacts/metrics/experiments/packing-ablation.json`.
+The unpacked variant runs each FFN on the batch padded to its longest survivor, as the physical forward did
+before packing; both variants compute the same logits. Dense FP32 eager is timed too, as the speed-ups'
+baseline. Writes `artifacts/metrics/experiments/packing-ablation.json`.
 """
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -25,17 +22,8 @@ from top.params import Params
 from top.pruning.model import TokenPruningBertForSequenceClassification
 
 
-class PaddedProjections(TokenPruningBertForSequenceClassification):
-    """The ToP model with each attention's projections on the padded batch."""
-
-    def attention_block(
-        self, *args: Any, live_rows_only: bool = False, **kwargs: Any
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return super().attention_block(*args, **kwargs)
-
-
-class UnpackedFeedForward(PaddedProjections):
-    """The ToP model with its projections and each FFN on the padded batch (the physical forward before packing)."""
+class UnpackedFeedForward(TokenPruningBertForSequenceClassification):
+    """The ToP model with each FFN on the padded batch (the physical forward before packing)."""
 
     def _packed_feed_forward(self, index: int, attended: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
         return self.feed_forward_block(index, attended)
@@ -51,7 +39,6 @@ def main(params: Params) -> None:
     models = {
         ("dense", "eager"): TokenPruningBertForSequenceClassification.from_pretrained(TEACHER_DIR).eval(),
         ("top", "packed"): TokenPruningBertForSequenceClassification.from_pretrained(PRUNED_DIR).eval(),
-        ("top", "padded-projections"): PaddedProjections.from_pretrained(PRUNED_DIR).eval(),
         ("top", "unpacked"): UnpackedFeedForward.from_pretrained(PRUNED_DIR).eval(),
     }
     variants = [

@@ -106,11 +106,10 @@ class BlockwiseEncoder(TokenPruningBertPreTrainedModel):
         keys: torch.Tensor,
         scores: ScoreKind = "tracked",
         score_rows: torch.Tensor | None = None,
-        live_rows_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The installed graph, which projects every row (``live_rows_only`` allows that). Only a ranking
-        layer's graph gives what token scores are made of (queries and keys, ``_AttentionBlock``), so ``scores``
-        is read as: a layer that does not rank returns None, and asking it for scores is an error.
+        """The installed graph. Only a ranking layer's graph gives what token scores are made of (queries and
+        keys, ``_AttentionBlock``), so ``scores`` is read as: a layer that does not rank returns None, and
+        asking it for scores is an error.
 
         A deep prune can leave a batch one token long ([CLS] alone): it gets a dead key slot appended (masked,
         so no live token's output changes) because an exported graph's dynamic dimensions start at 2.

@@ -38,18 +38,9 @@ class EncoderDims:
 
 def attention_macs(dims: EncoderDims, tokens: float) -> float:
     """Q, K, V and output projections plus the two n x n products of every head."""
-    return attention_projection_macs(dims, tokens) + attention_product_macs(dims, tokens)
-
-
-def attention_projection_macs(dims: EncoderDims, tokens: float) -> float:
-    """The row-wise part of self-attention: Q, K, V and output projections of ``tokens`` rows."""
     inner = dims.heads * dims.head_dim
-    return 3 * tokens * dims.hidden * inner + tokens * inner * dims.hidden
-
-
-def attention_product_macs(dims: EncoderDims, length: float) -> float:
-    """QK^T and probabilities times V of every head, for one sequence of ``length`` tokens."""
-    return 2 * dims.heads * length * length * dims.head_dim
+    projections = 3 * tokens * dims.hidden * inner + tokens * inner * dims.hidden
+    return projections + 2 * dims.heads * tokens * tokens * dims.head_dim
 
 
 def ffn_macs(dims: EncoderDims, tokens: float) -> float:

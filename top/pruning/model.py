@@ -20,9 +20,8 @@ directly; the prune layers and keep ratios travel in the config through save_pre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -154,7 +153,7 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
             entering = hidden
             score_kind = _score_kind(index in returned, index in ranking)
             attended, received = self.attention_block(
-                index, hidden, keys if mode == "train" else alive, score_kind, score_rows=alive, live_rows_only=packed
+                index, hidden, keys if mode == "train" else alive, score_kind, score_rows=alive
             )
             scores.append(received if index in returned else None)
             ratio = self.keep_ratio_before(index + 1)
@@ -195,18 +194,14 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
         keys: torch.Tensor,
         scores: ScoreKind = "tracked",
         score_rows: torch.Tensor | None = None,
-        live_rows_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Layer ``index``'s self-attention (with its output projection and LayerNorm) and the token scores
-        (see ``self_attention`` for ``scores``, ``score_rows`` and ``live_rows_only``; with the latter, what the
-        rows of dead keys hold is unspecified).
+        (see ``self_attention`` for ``scores`` and ``score_rows``).
 
         This and ``feed_forward_block`` are the dense compute between two token selections; a quantized model
         swaps them for INT8 graphs and keeps everything else, the selection included, as it is.
         """
-        return self_attention(
-            self.bert.encoder.layer[index].attention, hidden, keys, scores, score_rows, live_rows_only
-        )
+        return self_attention(self.bert.encoder.layer[index].attention, hidden, keys, scores, score_rows)
 
     def feed_forward_block(self, index: int, attended: torch.Tensor) -> torch.Tensor:
         return feed_forward(self.bert.encoder.layer[index], attended)
@@ -217,8 +212,13 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
         After a prune each example keeps its own count and the batch is padded to the largest, so at batch 32
         the shorter examples' padding would otherwise cost FFN time (two thirds of a layer's projections) that
         the MACs at real lengths do not count. The FFN is row-wise, so packing changes no live token's output.
+        The FFN always sees two dimensions here, even when nothing is padded, so that one INT8 or compiled
+        graph serves every batch.
         """
-        return _rowwise(partial(self.feed_forward_block, index), alive, attended)
+        if bool(alive.all()):
+            return self.feed_forward_block(index, attended.flatten(0, 1)).view(attended.shape)
+        live = self.feed_forward_block(index, attended[alive])
+        return attended.new_zeros(attended.shape).index_put((alive,), live)
 
 
 class TokenPruningBertForSequenceClassification(TokenPruningBertPreTrainedModel):
@@ -352,7 +352,6 @@ def self_attention(
     keys: torch.Tensor,
     scores: ScoreKind = "tracked",
     score_rows: torch.Tensor | None = None,
-    live_rows_only: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """BERT self-attention with dead ``keys`` masked, and on request the attention each token received (over
     the live query ``score_rows``, by default the live keys; see ``attention_with_scores``).
@@ -362,16 +361,14 @@ def self_attention(
     ``detached`` and ``none``: the output from the fused kernel, whose backward stores no [B, H, n, n] tensors
     (at 512 tokens the written-out form made a ToP training step several times slower than a dense one);
     ``detached`` then recomputes the scores without gradient, which is all a token ranking needs.
-    ``live_rows_only``: see ``project_qkv``; the rows of dead keys come back as zeros.
     """
-    live = keys if live_rows_only else None
     if scores == "tracked" or (scores == "detached" and _dropout_rate(attention.self) > 0):
         # With attention dropout the fused kernel falls back to the written-out form on CPU: compute it once.
-        query, key, value = project_qkv(attention.self, hidden, live)
+        query, key, value = project_qkv(attention.self, hidden)
         context, received = attention_with_scores(query, key, keys, score_rows, value, attention.self.dropout)
-        attended = attention_output(attention, context, hidden, live)
+        attended = attention_output(attention, context, hidden)
         return attended, (received.detach() if scores == "detached" else received)
-    attended, query, key = fused_self_attention(attention, hidden, keys, live)
+    attended, query, key = fused_self_attention(attention, hidden, keys)
     if scores == "none":
         return attended, None
     with torch.no_grad():
@@ -379,14 +376,14 @@ def self_attention(
 
 
 def fused_self_attention(
-    attention: nn.Module, hidden: torch.Tensor, keys: torch.Tensor, live: torch.Tensor | None = None
+    attention: nn.Module, hidden: torch.Tensor, keys: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """BERT self-attention through the fused kernel, with its queries and keys (to score tokens from)."""
-    query, key, value = project_qkv(attention.self, hidden, live)
+    query, key, value = project_qkv(attention.self, hidden)
     context = nn.functional.scaled_dot_product_attention(
         query, key, value, attn_mask=keys[:, None, None, :], dropout_p=_dropout_rate(attention.self)
     )
-    return attention_output(attention, context, hidden, live), query, key
+    return attention_output(attention, context, hidden), query, key
 
 
 def _dropout_rate(attention: nn.Module) -> float:
@@ -394,43 +391,19 @@ def _dropout_rate(attention: nn.Module) -> float:
     return attention.dropout.p if attention.training else 0.0
 
 
-def project_qkv(
-    attention: nn.Module, hidden: torch.Tensor, live: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Queries, keys and values of a BERT self-attention, [B, H, n, head size] each.
-
-    With a ``live`` mask [B, n] only those rows are projected, as one [tokens, d] matrix, and the others are
-    zeros: after a prune a batch is padded to its longest example, and at MRPC's lengths the padding slots
-    took a third of the ToP encoder's projection time, which its MACs (at real lengths) do not count.
-    """
+def project_qkv(attention: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries, keys and values of a BERT self-attention, [B, H, n, head size] each."""
     batch, length, _ = hidden.shape
     shape = (batch, length, attention.num_attention_heads, attention.attention_head_size)
     projections = (attention.query, attention.key, attention.value)
-    query, key, value = (
-        (projection(hidden) if live is None else _rowwise(projection, live, hidden)).view(shape).transpose(1, 2)
-        for projection in projections
-    )
+    query, key, value = (projection(hidden).view(shape).transpose(1, 2) for projection in projections)
     return query, key, value
 
 
-def attention_output(
-    attention: nn.Module, context: torch.Tensor, hidden: torch.Tensor, live: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The heads' context [B, H, n, head size] through the output projection, residual and LayerNorm (on the
-    ``live`` rows only, when given, as in ``project_qkv``)."""
+def attention_output(attention: nn.Module, context: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """The heads' context [B, H, n, head size] through the output projection, residual and LayerNorm."""
     batch, heads, length, head_size = context.shape
-    merged = context.transpose(1, 2).reshape(batch, length, heads * head_size)
-    return attention.output(merged, hidden) if live is None else _rowwise(attention.output, live, merged, hidden)
-
-
-def _rowwise(layer: Callable[..., torch.Tensor], live: torch.Tensor, *rows: torch.Tensor) -> torch.Tensor:
-    """A row-wise ``layer`` over [B, n, ...] ``rows``, on the ``live`` ones only, as [tokens, ...] matrices (zeros
-    come back elsewhere). The input is two-dimensional even when every row is live, so that one INT8 or
-    compiled graph serves every batch."""
-    if bool(live.all()):
-        return layer(*(tensor.flatten(0, 1) for tensor in rows)).unflatten(0, live.shape)
-    outputs = layer(*(tensor[live] for tensor in rows))
-    return outputs.new_zeros(*live.shape, *outputs.shape[1:]).index_put((live,), outputs)
+    return attention.output(context.transpose(1, 2).reshape(batch, length, heads * head_size), hidden)
 
 
 # Elements of one group's [examples, H, n, n] probabilities in attention_with_scores (4 MiB of FP32).
