@@ -26,7 +26,7 @@ repro: venv
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 lint: venv
-	$(BIN)/ruff check top pipeline tests
+	$(BIN)/ruff check top pipeline flows studies tests
 
 # One pytest-xdist worker per core: most of the suite's time is single-threaded stage subprocesses.
 TEST_WORKERS ?= auto
@@ -36,10 +36,10 @@ test: lint
 # A local Prefect server (SQLite, state in .work/prefect) and the process serving top/compress and top-sweep/sweep.
 PORT ?= 4200
 serve: venv
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pipeline.services start --port $(PORT)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m flows.services start --port $(PORT)
 
 stop:
-	$(BIN)/python -m pipeline.services stop
+	$(BIN)/python -m flows.services stop
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,20 +1,186 @@
-"""Stage `benchmark`: CPU latency of every model the pipeline produced (`--quick`: a seconds-long smoke run)."""
+"""Stage `benchmark`: CPU latency of every model the pipeline produced (`--quick`: a seconds-long smoke run).
+
+Variants: the dense teacher and the ToP model, each FP32 eager and, when the quantize stage ran, INT8; with
+``compile`` on, FP32 also with its blocks under torch.compile, and INT8 compiled (INT8 is only fast compiled).
+Dev metrics come from the stages that measured them (prune for FP32, quantize for INT8); a compiled FP32 model
+computes the same function as its eager source.
+"""
+
+from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
+import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from pipeline.paths import CHECKPOINT_ROOT, INT8_DIR, INT8_SOURCES, PREPARED_DIR
-from pipeline.stage import METRICS_DIR, metrics_path, run_stage
-from top.bench_stage import benchmark_models
-from top.params import Params
-from top.quantize import set_inductor_cache
+import torch
+
+from pipeline import (
+    CHECKPOINT_ROOT,
+    INT8_DIR,
+    INT8_SOURCES,
+    METRICS_DIR,
+    PREPARED_DIR,
+    metrics_path,
+    read_stage_metrics,
+    run_stage,
+)
+from top.atomic import write_json
+from top.backbone import check_bert_dir, load_tokenizer
+from top.bench import SPEEDUP_KEYS, Timing, Variant, machine_info, nested_latency, run_benchmark
+from top.data.prepare import load_prepared
+from top.figures import pyplot, save_figure
+from top.params import BenchmarkParams, Params
+from top.pruning.model import pruning_model_class
+from top.quantize import compiled_fp32, load_int8, set_inductor_cache
+
+log = logging.getLogger(__name__)
 
 INDUCTOR_CACHE = f"{CHECKPOINT_ROOT}/inductor"
+# The quick mode of the tests: every field, in seconds (these params replaced; their values go in the JSON).
+QUICK = {"batch_sizes": [1, 2], "examples": 4, "warmup": 1, "repetitions": 2, "rounds": 2, "compile": False}
+# Every variant the stage can build, in plot order (the latency CSV has a column for each).
+ALL_VARIANTS = tuple(
+    f"{family}-{precision}-{runtime}"
+    for family in ("dense", "top")
+    for precision in ("fp32", "int8")
+    for runtime in ("eager", "compiled")
+)
+
+
+def benchmark_models(
+    prepared_dir: str | Path,
+    fp32_dirs: dict[str, Path],
+    int8_root: Path,
+    measured: dict[str, dict[str, Any]],
+    params: BenchmarkParams,
+    output_json: Path,
+    latency_csv: Path,
+    plot_png: Path,
+    quick: bool = False,
+) -> dict[str, Any]:
+    """Time every variant; write ``output_json`` (metrics), ``latency_csv`` (DVC plot data) and ``plot_png``."""
+    params = dataclasses.replace(params, **QUICK) if quick else params
+    settings = {key: getattr(params, key) for key in QUICK}
+    torch.set_num_threads(params.threads)
+    spec, splits, meta = load_prepared(prepared_dir)
+    quantized = measured["quantize"].get("enabled", False)
+    examples = splits["eval"].shuffle(seed=params.seed).select(range(min(params.examples, len(splits["eval"]))))
+    tokenizer = load_tokenizer(str(fp32_dirs["teacher"]))
+    variants, dev_metric = [], {}
+    for family, name in (("dense", "teacher"), ("top", "top")):
+        check_bert_dir(fp32_dirs[name])
+        fp32 = pruning_model_class(fp32_dirs[name]).from_pretrained(str(fp32_dirs[name])).eval()
+        fp32_metric = measured["prune"]["teacher"] if family == "dense" else measured["prune"]
+        builds: list[tuple[str, str, Callable[[], Any], Any]] = [("fp32", "eager", lambda m=fp32: m, fp32_metric)]
+        if params.compile:
+            builds.append(("fp32", "compiled", lambda m=fp32: compiled_fp32(m), fp32_metric))
+        if quantized:
+            runtime = "compiled" if params.compile else "eager"
+            int8_metric = measured["quantize"][name]["int8"]
+            builds.append(("int8", runtime, lambda d=int8_root / name, r=runtime: _load_int8(d, r), int8_metric))
+        for precision, runtime, build, metrics in builds:
+            model = build()
+            variant = Variant(family, precision, runtime, lambda batch, m=model: m(**batch))
+            variants.append(variant)
+            dev_metric[variant.name] = metrics[spec.primary_metric]
+    rows = run_benchmark(
+        variants,
+        examples,
+        tokenizer,
+        params.batch_sizes,
+        meta["max_length"],
+        Timing.of(params),
+    )
+    for row in rows:
+        row["dev_metric"] = dev_metric[row["model"]]
+    result = {
+        "task": spec.name,
+        "metric": spec.primary_metric,
+        "quick": quick,
+        "settings": settings,
+        "machine": machine_info(params.threads),
+        "macs_ratio": {
+            "dynamic": measured["prune"]["macs_ratio_real_lengths"],
+            "padded": measured["prune"]["macs_ratio_padded_max_length"],
+        },
+        "latency": nested_latency(rows),
+        "summary": _summary(rows, measured["prune"]),
+    }
+    write_json(output_json, result)
+    _write_padded_latency(latency_csv, rows)
+    plot_benchmark(rows, spec.primary_metric, plot_png)
+    return result
+
+
+def _load_int8(model_dir: Path, runtime: str) -> Any:
+    model = load_int8(model_dir)
+    if runtime == "compiled":
+        model.compile_blocks()
+    return model
+
+
+def _summary(rows: list[dict[str, Any]], prune: dict[str, Any]) -> dict[str, Any]:
+    """ToP's speed-ups next to its MACs reductions (the acceptance figures), at the largest batch and at batch 1."""
+    largest = max(row["batch_size"] for row in rows)
+    summary: dict[str, Any] = {}
+    for kind, ratio in (
+        ("dynamic", prune["macs_ratio_real_lengths"]),
+        ("padded", prune["macs_ratio_padded_max_length"]),
+    ):
+        for size in sorted({1, largest}):
+            for row in rows:
+                if row["family"] == "top" and row["inputs"] == kind and row["batch_size"] == size:
+                    speedup = row["speedup_vs_best_dense_fp32"]
+                    summary[f"{row['model']}/{kind}/batch_{size}"] = {
+                        **{key: row[key] for key in SPEEDUP_KEYS},
+                        "macs_reduction": round(1 / ratio, 3),
+                        "speedup_over_macs_reduction": round(speedup * ratio, 3),
+                    }
+    return summary
+
+
+def _write_padded_latency(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Padded-input median latency, one column per model variant (blank when not built), for `dvc plots`."""
+    sizes = sorted({row["batch_size"] for row in rows})
+    table = {(row["model"], row["batch_size"]): row["median_ms"] for row in rows if row["inputs"] == "padded"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["batch_size", *ALL_VARIANTS])
+        writer.writerows([size, *(table.get((name, size), "") for name in ALL_VARIANTS)] for size in sizes)
+    temporary.replace(path)
+
+
+def plot_benchmark(rows: list[dict[str, Any]], metric: str, path: Path) -> None:
+    """Latency vs batch size (padded inputs) and dev metric vs latency at the largest batch, one PNG."""
+    plt = pyplot()
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    largest = max(row["batch_size"] for row in rows)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for model in models:
+        mine = [row for row in rows if row["model"] == model and row["inputs"] == "padded"]
+        (line,) = left.plot(
+            [row["batch_size"] for row in mine], [row["median_ms"] for row in mine], marker="o", label=model
+        )
+        at_largest = [row for row in rows if row["model"] == model and row["batch_size"] == largest]
+        for row in at_largest:  # one colour per model in both panels; text labels would pile up on each other
+            marker = "o" if row["inputs"] == "padded" else "^"
+            right.scatter(row["median_ms"], row["dev_metric"], marker=marker, color=line.get_color())
+    left.set(xscale="log", yscale="log", xlabel="batch size", ylabel="median latency (ms)", title="padded inputs")
+    left.legend(fontsize=7)
+    right.set(xscale="log", xlabel=f"median latency at batch {largest} (ms)", ylabel=f"dev {metric}")
+    right.set_title("dev metric vs latency (colours as on the left; o padded, ^ dynamic)")
+    save_figure(figure, path)
 
 
 def main(params: Params) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny settings for tests; still writes every field")
     quick = parser.parse_args(sys.argv[1:]).quick
     set_inductor_cache(INDUCTOR_CACHE)
@@ -22,9 +188,9 @@ def main(params: Params) -> None:
         PREPARED_DIR,
         INT8_SOURCES,
         Path(INT8_DIR),
-        {stage: Path(metrics_path(stage)) for stage in ("prune", "quantize")},
+        {stage: read_stage_metrics(stage) for stage in ("prune", "quantize")},
         params.benchmark,
-        Path(metrics_path("benchmark")),
+        metrics_path("benchmark"),
         Path(METRICS_DIR) / "benchmark_latency_padded.csv",
         Path(METRICS_DIR) / "benchmark.png",
         quick=quick,

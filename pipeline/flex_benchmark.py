@@ -1,28 +1,104 @@
-"""Stage `flex_benchmark`: CPU latency of the flexible models (dynamic and static) beside the dense teacher."""
+"""Stage `flex_benchmark`: CPU latency of the flexible models beside the dense teacher, timed as `benchmark` times.
+
+Variants: the dense teacher (eager, and compiled when the benchmark params say so), the best dynamic
+trade-off (gates route each example, off-ramps exit early; batches are split by route as in
+``top.flex.dynamic``), and the static subnet whose MACs are closest to it. Same inputs, batch sizes, threads,
+warm-up and repetitions as the `benchmark` stage, so the speed-ups read the same way as ToP's.
+"""
+
+from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pipeline.paths import FLEX_DIR, PREPARED_DIR, TEACHER_DIR
-from pipeline.stage import metrics_path, run_stage
+import torch
+
+from pipeline import FLEX_DIR, PREPARED_DIR, TEACHER_DIR, metrics_path, read_stage_metrics, run_stage
 from top.atomic import write_json
-from top.bench_stage import read_stage_metrics
-from top.flex.bench import benchmark_flex
-from top.params import Params
+from top.backbone import check_bert_dir, load_tokenizer
+from top.bench import Timing, Variant, machine_info, nested_latency, run_benchmark
+from top.data.prepare import load_prepared
+from top.flex.dynamic import dynamic_forward
+from top.flex.supernet import FlexibleBertForSequenceClassification
+from top.params import BenchmarkParams, Params
+from top.pruning.model import TokenPruningBertForSequenceClassification
+from top.quantize import compiled_fp32
+
+
+def closest_static(grid: list[dict[str, Any]], macs_ratio: float) -> dict[str, Any]:
+    return min(grid, key=lambda row: abs(row["macs_ratio"] - macs_ratio))
+
+
+def benchmark_flex(
+    prepared_dir: str | Path,
+    teacher_dir: Path,
+    flex_dir: Path,
+    measured: dict[str, Any],
+    params: BenchmarkParams,
+    output_json: Path,
+) -> dict[str, Any]:
+    torch.set_num_threads(params.threads)
+    check_bert_dir(teacher_dir)
+    check_bert_dir(flex_dir)
+    spec, splits, meta = load_prepared(prepared_dir)
+    best = measured["best_tradeoff"]
+    static = closest_static(measured["grids"][measured["main_supernet"]], best["report_macs_ratio"])
+    examples = splits["eval"].shuffle(seed=params.seed).select(range(min(params.examples, len(splits["eval"]))))
+    tokenizer = load_tokenizer(str(teacher_dir))
+    dense = TokenPruningBertForSequenceClassification.from_pretrained(str(teacher_dir)).eval()
+    flexible = FlexibleBertForSequenceClassification.from_pretrained(str(flex_dir)).eval()
+
+    def route(batch: dict[str, torch.Tensor]) -> Any:
+        return dynamic_forward(
+            flexible,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch.get("token_type_ids"),
+            best["map"],
+            best["threshold"],
+        )
+
+    variants = [Variant("dense", "fp32", "eager", lambda batch: dense(**batch))]
+    if params.compile:
+        compiled = compiled_fp32(dense)
+        variants.append(Variant("dense", "fp32", "compiled", lambda batch: compiled(**batch)))
+    variants += [
+        Variant("flex-dynamic", "fp32", "eager", route),
+        Variant(
+            "flex-static",
+            "fp32",
+            "eager",
+            lambda batch: flexible(**batch, width=static["width"], depth=static["depth"]),
+        ),
+    ]
+    dev = {
+        "dense": measured["teacher"]["report"],
+        "flex-dynamic": best["report_score"],
+        "flex-static": static["report_score"],
+    }
+    rows = run_benchmark(variants, examples, tokenizer, params.batch_sizes, meta["max_length"], Timing.of(params))
+    for row in rows:
+        row["dev_metric_report_half"] = dev[row["family"]]
+    result = {
+        "task": spec.name,
+        "metric": spec.primary_metric,
+        "machine": machine_info(params.threads),
+        "dynamic": {"map": best["map"], "threshold": best["threshold"], "macs_ratio": best["report_macs_ratio"]},
+        "static": {"width": static["width"], "depth": static["depth"], "macs_ratio": static["macs_ratio"]},
+        "dev_metric_report_half": dev,
+        "latency": nested_latency(rows),
+    }
+    write_json(output_json, result)
+    return result
 
 
 def main(params: Params) -> None:
-    flex = read_stage_metrics(Path(metrics_path("flex")))
+    flex = read_stage_metrics("flex")
     if "skipped" in flex:
         write_json(metrics_path("flex_benchmark"), flex)
         return
-    benchmark_flex(
-        PREPARED_DIR,
-        Path(TEACHER_DIR),
-        Path(FLEX_DIR),
-        Path(metrics_path("flex")),
-        params.benchmark,
-        Path(metrics_path("flex_benchmark")),
-    )
+    output = metrics_path("flex_benchmark")
+    benchmark_flex(PREPARED_DIR, Path(TEACHER_DIR), Path(FLEX_DIR), flex, params.benchmark, output)
 
 
 if __name__ == "__main__":

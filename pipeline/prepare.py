@@ -1,7 +1,6 @@
 """Stage `prepare`: read the task's raw data, tokenize it and write data/prepared."""
 
-from pipeline.paths import PREPARED_DIR
-from pipeline.stage import metrics_path, run_stage
+from pipeline import PREPARED_DIR, metrics_path, run_stage
 from top.atomic import write_json
 from top.data.prepare import prepare_task
 from top.params import Params

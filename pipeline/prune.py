@@ -1,10 +1,109 @@
-"""Stage `prune`: ToP token pruning of the teacher; the pruned model goes to artifacts/pruned."""
+"""Stage `prune`: ToP token pruning of the teacher; the pruned model goes to artifacts/pruned, resumable after a kill.
 
-from pipeline.paths import CHECKPOINT_ROOT, PREPARED_DIR, PRUNE_LIVE_DIR, PRUNED_DIR, TEACHER_DIR
-from pipeline.stage import metrics_path, run_stage
-from top.atomic import write_json
-from top.params import Params
-from top.pruning.run import prune_teacher
+The teacher is re-evaluated here with the same code as the pruned model (physical forward, same batches), so
+the reported gap between the two is measured, not copied from another stage's metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pipeline import CHECKPOINT_ROOT, PREPARED_DIR, PRUNE_LIVE_DIR, PRUNED_DIR, TEACHER_DIR, metrics_path, run_stage
+from top.atomic import atomic_directory, write_json
+from top.backbone import check_bert_dir, load_tokenizer
+from top.data.prepare import load_prepared
+from top.evaluate import Evaluation, evaluate
+from top.fingerprint import directory_digest, fingerprint
+from top.params import Params, PruneParams
+from top.pruning.train import TRAINING_STATE_FORMAT, load_models, train_token_pruning
+from top.qa.evaluate import QAReference
+
+log = logging.getLogger(__name__)
+
+HISTORY_FILE = "history.tsv"
+
+
+def prune_teacher(
+    prepared_dir: str | Path,
+    teacher_dir: str | Path,
+    params: PruneParams,
+    output_dir: str | Path,
+    live_dir: str | Path,
+    checkpoint_root: str | Path,
+) -> dict[str, Any]:
+    """Train ToP on the prepared task from ``teacher_dir``; save the pruned model; return the stage metrics."""
+    teacher_dir = Path(teacher_dir)
+    check_bert_dir(teacher_dir)
+    spec, splits, meta = load_prepared(prepared_dir)
+    tokenizer = load_tokenizer(str(teacher_dir))
+    teacher, student = load_models(teacher_dir, params)
+    max_length = meta["max_length"]
+    reference = QAReference.from_prepared(splits, meta)
+    dense = evaluate(teacher, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length, reference)
+    log.info("teacher, same evaluation code: %s", dense.metrics)
+
+    run = fingerprint(
+        {
+            "format": TRAINING_STATE_FORMAT,
+            "prune": asdict(params),
+            "data": meta,
+            "teacher": directory_digest(teacher_dir),
+        }
+    )
+    checkpoint_file = Path(checkpoint_root) / f"prune-{run}.pt"
+    resumed = checkpoint_file.is_file()
+    model, pruned, summary = train_token_pruning(
+        teacher, student, spec, splits, tokenizer, params, max_length, checkpoint_file, reference
+    )
+    with atomic_directory(output_dir) as staging:
+        model.save_pretrained(str(staging))
+        tokenizer.save_pretrained(str(staging))
+    with atomic_directory(live_dir) as staging:
+        write_history(staging / HISTORY_FILE, summary["history"])
+    checkpoint_file.unlink(missing_ok=True)
+    return prune_metrics(spec.name, spec.primary_metric, params, dense, pruned, summary, resumed)
+
+
+def prune_metrics(
+    task: str,
+    primary_metric: str,
+    params: PruneParams,
+    dense: Evaluation,
+    pruned: Evaluation,
+    summary: dict[str, Any],
+    resumed: bool,
+) -> dict[str, Any]:
+    """Pruned dev metrics at top level (for `dvc metrics diff`), the teacher's beside them, and the costs."""
+    return {
+        "task": task,
+        "target_macs": params.target_macs,
+        **({"protect_question": params.protect_question} if "exact_match" in pruned.metrics else {}),
+        **pruned.metrics,
+        "teacher": dense.metrics,
+        "delta_points": round(100 * (pruned.metrics[primary_metric] - dense.metrics[primary_metric]), 3),
+        # Encoder MACs against the dense model: each example at its real length, and at the padded max length.
+        "macs_ratio_real_lengths": round(pruned.macs_ratio, 4),
+        "macs_ratio_padded_max_length": round(pruned.macs_ratio_padded, 4),
+        "keep_ratios": {
+            f"layer_{layer}": ratio for layer, ratio in zip(params.prune_layers, pruned.keep_ratios, strict=True)
+        },
+        "train_seconds": round(summary["train_seconds"], 2),
+        "steps": summary["steps"],
+        "resumed_from_checkpoint": resumed,
+    }
+
+
+def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    """One row per evaluation: the training curves DVC plots (MACs ratio, dev metric, losses vs step)."""
+    columns = list(dict.fromkeys(key for record in history for key in record))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, delimiter="\t")
+        writer.writeheader()
+        writer.writerows(history)
 
 
 def main(params: Params) -> None:

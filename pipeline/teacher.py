@@ -1,7 +1,6 @@
 """Stage `teacher`: fine-tune the backbone on the prepared task and save it under artifacts/teacher."""
 
-from pipeline.paths import CHECKPOINT_ROOT, PREPARED_DIR, TEACHER_DIR, TEACHER_LIVE_DIR
-from pipeline.stage import metrics_path, run_stage
+from pipeline import CHECKPOINT_ROOT, PREPARED_DIR, TEACHER_DIR, TEACHER_LIVE_DIR, metrics_path, run_stage
 from top.atomic import write_json
 from top.params import Params
 from top.teacher import finetune_teacher

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from top.evaluate import evaluate
 from top.pruning.baselines import (
     DevSet,
     bisect_decreasing,
@@ -11,7 +12,7 @@ from top.pruning.baselines import (
     static_topk_baseline,
     truncation_baseline,
 )
-from top.pruning.train import evaluate, load_with_schedule
+from top.pruning.train import load_with_schedule
 
 
 def test_linear_schedule_cumulative_share_falls_linearly():

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from pipeline.flex import flex_teacher
 from top.errors import ParamsError
 from top.flex.dynamic import dynamic_forward
-from top.flex.run import flex_teacher
 from top.flex.supernet import FlexibleBertForSequenceClassification
 from top.params import parse_params
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pipeline.services import SERVICES, prefect_env, process_alive
+from flows.services import SERVICES, prefect_env, process_alive
 
 from .conftest import tiny_pipeline_params
 from .stage_runner import init_dvc_repo, run, scratch_project, stage_env
@@ -28,13 +28,13 @@ def served_project(params_dict, tiny_bert_dir, tmp_path):
     init_dvc_repo(project, env)
     port = free_port()
     env |= prefect_env(port, project / ".work" / "prefect")
-    started = run([sys.executable, "-m", "pipeline.services", "start", "--port", str(port)], project, env)
+    started = run([sys.executable, "-m", "flows.services", "start", "--port", str(port)], project, env)
     assert started.returncode == 0, started.stdout + started.stderr
     pids = [int((project / ".work" / "prefect" / f"{service}.pid").read_text()) for service in SERVICES]
     try:
         yield project, env
     finally:
-        stopped = run([sys.executable, "-m", "pipeline.services", "stop"], project, env)
+        stopped = run([sys.executable, "-m", "flows.services", "stop"], project, env)
         assert stopped.returncode == 0, stopped.stderr
         for pid in pids:
             assert not process_alive(pid), f"process {pid} still running after stop"

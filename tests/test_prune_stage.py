@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from top.atomic import write_json
+from pipeline import read_stage_metrics
+from pipeline.baselines import compare_with_baselines
+from pipeline.prune import HISTORY_FILE, prune_teacher
 from top.errors import DataError, ModelDirError
-from top.pruning.compare import compare_with_baselines
 from top.pruning.model import TokenPruningBertForSequenceClassification
-from top.pruning.run import HISTORY_FILE, prune_teacher
 
 
 def test_prune_then_compare(toy_top):
@@ -33,10 +33,7 @@ def test_prune_then_compare(toy_top):
         assert model(**batch).logits.shape == (2, 2)
     assert model.config.keep_ratios == [metrics["keep_ratios"]["layer_1"]]
 
-    write_json(tmp_path / "prune.json", metrics)
-    compared = compare_with_baselines(
-        tmp_path / "prepared", tmp_path / "teacher", tmp_path / "prune.json", params.prune
-    )
+    compared = compare_with_baselines(tmp_path / "prepared", tmp_path / "teacher", metrics, params.prune)
     assert compared["top"] == metrics["accuracy"] and compared["teacher"] == metrics["teacher"]["accuracy"]
     details = compared["details"]
     assert details["static_topk"]["macs_ratio_real_lengths"] == pytest.approx(
@@ -46,7 +43,7 @@ def test_prune_then_compare(toy_top):
     json.dumps(compared)  # the stage writes it as JSON
 
 
-def test_bad_teacher_dir_and_missing_prune_metrics(toy_top, tmp_path):
+def test_bad_teacher_dir_and_missing_prune_metrics(toy_top, tmp_path, monkeypatch):
     params, *_ = toy_top
     (tmp_path / "not-a-model").mkdir()
     with pytest.raises(ModelDirError, match=r"no config\.json"):
@@ -54,4 +51,5 @@ def test_bad_teacher_dir_and_missing_prune_metrics(toy_top, tmp_path):
             tmp_path / "prepared", tmp_path / "not-a-model", params.prune, tmp_path / "o", tmp_path / "l", tmp_path
         )
     with pytest.raises(DataError, match="run the prune stage first"):
-        compare_with_baselines(tmp_path / "prepared", tmp_path / "teacher", tmp_path / "missing.json", params.prune)
+        monkeypatch.chdir(tmp_path)
+        read_stage_metrics("prune")

@@ -8,13 +8,13 @@ import pytest
 import torch
 from transformers import BertConfig, BertForQuestionAnswering
 
+from pipeline.prune import prune_teacher
 from top.backbone import load_tokenizer
 from top.data.prepare import load_prepared, prepare_task
 from top.errors import DataError, ParamsError
+from top.evaluate import evaluate
 from top.params import parse_params
 from top.pruning.model import TokenPruningBertForQuestionAnswering, pruning_model_class
-from top.pruning.run import prune_teacher
-from top.pruning.train import evaluate
 from top.qa import prepare as qa_prepare
 from top.qa.evaluate import QAReference
 from top.qa.squad import QAExample

@@ -7,11 +7,10 @@ from sklearn.linear_model import LogisticRegression
 from top.backbone import load_tokenizer, resolve_backbone
 from top.data.batches import batch_loader, model_inputs
 from top.data.prepare import load_prepared, prepare_task
+from top.evaluate import evaluate, prediction_agreement
 from top.params import parse_params
 from top.pruning.model import TokenPruningBertForSequenceClassification
-from top.pruning.train import evaluate
 from top.quantize import quantize_int8
-from top.quantize_stage import prediction_agreement
 
 from .conftest import DEFAULT_BACKBONE
 

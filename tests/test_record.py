@@ -1,4 +1,4 @@
-"""`python -m pipeline.record`: a finished run's metrics, trajectory and changed params in one experiments file."""
+"""`python -m studies.record`: a finished run's metrics, trajectory and changed params in one experiments file."""
 
 import json
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from pipeline.record import changed_params, main
+from studies.record import changed_params, main
 
 from .stage_runner import init_dvc_repo, stage_env
 

@@ -12,7 +12,7 @@ import yaml
 
 from .conftest import REPO_ROOT
 
-PACKAGES = ("top", "pipeline")
+PACKAGES = ("top", "pipeline", "flows", "studies")
 
 
 def module_file(dotted: str) -> Path | None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from pipeline.packing_ablation import UnpackedFeedForward
+from studies.packing_ablation import UnpackedFeedForward
 from top.errors import ParamsError
 from top.pruning.macs import EncoderDims, attention_macs, classifier_head_macs, encoder_macs, ffn_macs
 from top.pruning.model import (
@@ -104,7 +104,7 @@ def test_a_mixed_batch_pays_ffn_macs_for_live_tokens_only(reference):
 
 
 def test_the_packing_ablation_compares_equal_functions(reference):
-    """`pipeline.packing_ablation` times the model with each FFN on the padded batch: same logits, more MACs."""
+    """`studies.packing_ablation` times the model with each FFN on the padded batch: same logits, more MACs."""
     packed = pruned_copy(reference, [1, 3], [0.5, 0.8])
     unpacked = UnpackedFeedForward(packed.config).eval()
     unpacked.load_state_dict(packed.state_dict())

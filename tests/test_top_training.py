@@ -7,9 +7,10 @@ import torch
 
 from top.data.tasks import resolve_task
 from top.errors import ParamsError
+from top.evaluate import evaluate
 from top.pruning import train as train_module
 from top.pruning.model import TokenPruningBertForSequenceClassification, TokenPruningOutput, TokenPruningQAOutput
-from top.pruning.train import evaluate, load_models, selection_rank, train_token_pruning
+from top.pruning.train import load_models, selection_rank, train_token_pruning
 
 
 def test_training_meets_the_target_and_reloads(toy_top):

@@ -224,3 +224,14 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def nested_latency(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """model -> inputs -> batch_<n> -> numbers: the shape `dvc metrics diff` can compare key by key."""
+    nested: dict[str, Any] = {}
+    for row in rows:
+        cell = nested.setdefault(row["model"], {}).setdefault(row["inputs"], {})
+        cell[f"batch_{row['batch_size']}"] = {
+            key: row[key] for key in ("median_ms", "p90_ms", "examples_per_second", "round_medians_ms", *SPEEDUP_KEYS)
+        }
+    return nested

@@ -14,7 +14,7 @@ def adamw(
 
     On 2 CPU cores the default implementation's update took 0.41 s of a MiniLM training step (batch 16 x 16
     tokens) whose forward and backward took 0.71 s; the fused kernel took 0.11 s (`python -m
-    pipeline.optimizer_benchmark`, experiments/optimizer-step.json). The Hugging Face Trainer gets the same kernel
+    studies.optimizer_benchmark`, experiments/optimizer-step.json). The Hugging Face Trainer gets the same kernel
     through ``optim="adamw_torch_fused"``.
     """
     return torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay, eps=eps, fused=True)

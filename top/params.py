@@ -175,7 +175,8 @@ class FlexParams:
     depths: list[float]
     width_epochs: float = _check(0, exclusive_minimum=True)
     depth_epochs: float = _check(0, exclusive_minimum=True)
-    learning_rate: float = _check(0, 1, exclusive_minimum=True)
+    width_learning_rate: float = _check(0, 1, exclusive_minimum=True)
+    depth_learning_rate: float = _check(0, 1, exclusive_minimum=True)
     batch_size: int = _check(1)
     eval_batch_size: int = _check(1)
     width_hidden_weight: float = _check(0)

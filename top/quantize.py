@@ -12,19 +12,23 @@ The embeddings, pooler and classifier stay FP32: they are a few percent of the M
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 from torch import nn
 from torch.export import Dim
+from transformers import PreTrainedTokenizerBase
 
 from top.atomic import atomic_directory
+from top.data.batches import batch_loader, model_inputs
 from top.errors import ModelDirError
-from top.params import INT8_ACTIVATION_ALGORITHMS
+from top.params import INT8_ACTIVATION_ALGORITHMS, QuantizeParams
 from top.pruning.model import (
     ScoreKind,
     TokenPruningBertForQuestionAnswering,
@@ -329,3 +333,11 @@ def _record_block_inputs(
     with torch.no_grad():
         model(**batch)
     return recorded
+
+
+def calibration_batches(
+    train: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, params: QuantizeParams
+) -> list[dict[str, torch.Tensor]]:
+    """The seeded draw of training batches (dynamic padding) that calibrates the INT8 activation ranges."""
+    loader = batch_loader(train, tokenizer, params.calibration_batch_size, True, params.seed)
+    return [model_inputs(batch) for batch in itertools.islice(loader, params.calibration_batches)]

@@ -47,6 +47,7 @@ class SupernetStage:
     widths: list[float]
     depths: list[int]
     epochs: float
+    learning_rate: float
     hidden_weight: float
     graft_alpha: float | None  # None: no grafting
     grafts_per_epoch: int
@@ -54,7 +55,6 @@ class SupernetStage:
 
 @dataclass(frozen=True)
 class Optimization:
-    learning_rate: float
     batch_size: int
     seed: int
     save_steps: int
@@ -99,7 +99,7 @@ def train_supernet(
     device = student.classifier.weight.device
     teacher.eval()
     torch.manual_seed(optimization.seed)
-    optimizer = adamw(student.parameters(), optimization.learning_rate)
+    optimizer = adamw(student.parameters(), stage.learning_rate)
     batches_per_epoch = len(batch_loader(train_split, tokenizer, optimization.batch_size, shuffle=False, seed=0))
     total_steps = max(1, math.ceil(batches_per_epoch * stage.epochs))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / total_steps)

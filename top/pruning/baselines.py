@@ -24,10 +24,11 @@ from transformers import PreTrainedTokenizerBase
 
 from top.data.prepare import tokenize_split
 from top.data.tasks import TaskSpec
+from top.evaluate import Evaluation, evaluate
 from top.pruning.l0 import expected_macs_ratio
 from top.pruning.macs import EncoderDims, dense_encoder_macs
 from top.pruning.model import TokenPruningBertPreTrainedModel
-from top.pruning.train import Evaluation, evaluate, load_with_schedule
+from top.pruning.train import load_with_schedule
 from top.qa.evaluate import QAReference
 
 SEARCH_STEPS = 40

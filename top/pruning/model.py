@@ -426,7 +426,7 @@ def attention_with_scores(
     The batch runs in groups of similar lengths, each cut to its longest example and small enough
     (``group_elements`` probabilities) to stay in cache: the [B, H, n, n] probabilities of a whole padded
     batch take several passes over memory much larger than the caches. ``python -m
-    pipeline.score_attention_cost`` measures what that buys against the whole batch at once and against one
+    studies.score_attention_cost`` measures what that buys against the whole batch at once and against one
     example at a time.
     """
     rows = keys if rows is None else rows

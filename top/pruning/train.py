@@ -19,12 +19,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -35,7 +33,7 @@ from top.data.batches import batch_loader, model_inputs
 from top.data.tasks import TaskSpec
 from top.device import resolve_device
 from top.errors import ParamsError
-from top.metrics import compute_metrics, predictions_from_logits
+from top.evaluate import Evaluation, evaluate
 from top.optim import adamw
 from top.params import PruneParams
 from top.pruning.l0 import (
@@ -45,7 +43,7 @@ from top.pruning.l0 import (
     keep_ratios_at_budget,
     warmed_up_target,
 )
-from top.pruning.macs import EncoderDims, dense_encoder_macs, encoder_macs
+from top.pruning.macs import EncoderDims
 from top.pruning.model import (
     TokenPruningBertForQuestionAnswering,
     TokenPruningBertPreTrainedModel,
@@ -66,16 +64,6 @@ TRAINING_STATE_FORMAT = 5
 RANK_WEIGHT_FLOOR = 0.01
 # Training-state key holding the keep ratios the fine-tuning phase trains at; absent while searching.
 FROZEN_KEEP_RATIOS = "frozen_keep_ratios"
-
-
-@dataclass
-class Evaluation:
-    metrics: dict[str, float]
-    macs_ratio: float  # pruned / dense encoder MACs, each example at its real length, averaged
-    macs_ratio_padded: float  # pruned encoder MACs / dense MACs at the padded max length, averaged
-    keep_ratios: list[float] = field(default_factory=list)
-    # Per example, in split order (class predictions, or decoded answers for QA): lets callers compare models.
-    predictions: np.ndarray | None = None
 
 
 def load_models(
@@ -430,52 +418,4 @@ def _soft_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature
             reduction="batchmean",
         )
         * temperature**2
-    )
-
-
-@torch.no_grad()
-def evaluate(
-    model: TokenPruningBertPreTrainedModel,
-    spec: TaskSpec,
-    split: datasets.Dataset,
-    tokenizer: PreTrainedTokenizerBase,
-    batch_size: int,
-    max_length: int,
-    reference: QAReference | None = None,
-) -> Evaluation:
-    """Dev metric and MACs ratios of the physically pruned model (dynamic padding, real lengths).
-
-    A QA task (``spec.is_qa``) needs the split's ``reference`` to decode and score answers.
-    """
-    if spec.is_qa and reference is None:
-        raise ValueError("evaluating a QA model needs the eval split's QAReference")
-    model.eval()
-    dims = EncoderDims.from_config(model.config)
-    logits, labels, starts, ends, ratios, padded = [], [], [], [], [], []
-    device = next(model.parameters()).device
-    for batch in batch_loader(split, tokenizer, batch_size, shuffle=False, seed=0):
-        inputs = model_inputs(batch, device)
-        output = model(**inputs, mode="physical")
-        if spec.is_qa:
-            for row, length in enumerate(batch["attention_mask"].sum(dim=1).tolist()):
-                starts.append(output.start_logits[row, :length].float().cpu().numpy())
-                ends.append(output.end_logits[row, :length].float().cpu().numpy())
-        else:
-            logits.append(output.logits.float().cpu().numpy())
-            labels.append(batch["labels"].numpy())
-        for counts in output.token_counts.tolist():
-            pruned = encoder_macs(dims, counts)
-            ratios.append(pruned / dense_encoder_macs(dims, counts[0]))
-            padded.append(pruned / dense_encoder_macs(dims, max_length))
-    if spec.is_qa:
-        metrics, predictions = reference.score(split, starts, ends)
-    else:
-        predictions = predictions_from_logits(spec, np.concatenate(logits))
-        metrics = compute_metrics(spec, predictions, np.concatenate(labels))
-    return Evaluation(
-        metrics=metrics,
-        macs_ratio=float(np.mean(ratios)),
-        macs_ratio_padded=float(np.mean(padded)),
-        keep_ratios=list(model.config.keep_ratios),
-        predictions=predictions,
     )

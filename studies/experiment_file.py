@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.stage import METRICS_DIR
+from pipeline import METRICS_DIR
 from top.atomic import write_json
 from top.bench import machine_info
 

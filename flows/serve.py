@@ -1,8 +1,8 @@
-"""Serve the `top/compress` and `top-sweep/sweep` deployments from this process (started by pipeline.services)."""
+"""Serve the `top/compress` and `top-sweep/sweep` deployments from this process (started by flows.services)."""
 
 from prefect import serve
 
-from pipeline.flows import compress, sweep
+from flows.compress import compress, sweep
 
 
 def main() -> None:

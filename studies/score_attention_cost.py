@@ -1,5 +1,5 @@
 """Benchmark: what grouping the written-out attention of token-ranking layers buys
-(`python -m pipeline.score_attention_cost`); why `attention_with_scores` works in groups.
+(`python -m studies.score_attention_cost`); why `attention_with_scores` works in groups.
 
 A layer that ranks tokens needs its attention probabilities, so it cannot run the fused kernel. Written out for
 a whole padded batch they are a [B, H, n, n] tensor (100 MB at batch 8 x 512 tokens) that the scaling, masking,
@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from pipeline.experiment_file import write_experiment
-from pipeline.stage import run_stage
+from pipeline import run_stage
+from studies.experiment_file import write_experiment
 from top.backbone import load_bert_config
 from top.params import Params
 from top.pruning.model import SCORE_GROUP_ELEMENTS, attention_with_scores

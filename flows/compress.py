@@ -14,10 +14,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from pipeline.sweep import sweep_table, write_sweep
-from pipeline.workspace import (
-    FLEX_STAGES,
-    STAGES,
+from flows.sweep import sweep_table, write_sweep
+from flows.workspace import (
     StageFailed,
     create_workspace,
     read_metrics,
@@ -25,6 +23,7 @@ from pipeline.workspace import (
     reproduce_stage,
     save_experiment,
 )
+from pipeline import FLEX_STAGES, TOP_STAGES
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 # A seconds-to-minutes smoke run of the whole pipeline on a subset (documented in the README).
@@ -107,7 +106,7 @@ def compress(
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     run_name = name or f"{task}-macs{target_macs:g}{'-int8' if int8 else ''}{'-quick' if quick else ''}-{stamp}"
     workspace = workspace_task(project_dir, run_name, settings)
-    stages = STAGES + (FLEX_STAGES if flex else ())
+    stages = TOP_STAGES + (FLEX_STAGES if flex else ())
     for stage in stages:
         stage_task(workspace, stage)
     metrics = record_task(workspace, run_name, stages)

@@ -1,5 +1,5 @@
 """Benchmark: what writing attention out in every layer cost a ToP search step on CPU
-(`python -m pipeline.top_step_cost`); why only the distilled layers' scores carry gradients.
+(`python -m studies.top_step_cost`); why only the distilled layers' scores carry gradients.
 
 A search step needs attention probabilities in three places: the student's distilled layers (the ranking loss
 trains them), the layers whose scores rank the next prune layer's tokens (no gradient: a rank is a sort), and the
@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from pipeline.experiment_file import write_experiment
-from pipeline.stage import run_stage
+from pipeline import run_stage
+from studies.experiment_file import write_experiment
 from top.backbone import resolve_backbone
 from top.data.tasks import resolve_task
 from top.optim import adamw

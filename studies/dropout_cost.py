@@ -1,5 +1,5 @@
 """Benchmark: what the attention-probability dropout costs a MiniLM training step on CPU
-(`python -m pipeline.dropout_cost`); why `teacher.attention_dropout` exists.
+(`python -m studies.dropout_cost`); why `teacher.attention_dropout` exists.
 
 BERT drops 10% of its attention probabilities in training. The mask is one random draw per (example, head, query,
 key), so its cost grows with the square of the length, and on CPU random draws are slow: at 512 tokens this,
@@ -14,8 +14,8 @@ import time
 import torch
 from transformers import BertForSequenceClassification
 
-from pipeline.experiment_file import write_experiment
-from pipeline.stage import run_stage
+from pipeline import run_stage
+from studies.experiment_file import write_experiment
 from top.backbone import resolve_backbone
 from top.optim import adamw
 from top.params import Params

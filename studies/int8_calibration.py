@@ -1,5 +1,5 @@
 """Experiment: how much the ToP model's INT8 dev score depends on the calibration draw, the activation-range
-algorithm and SmoothQuant (`python -m pipeline.int8_calibration`, after `dvc repro prune`).
+algorithm and SmoothQuant (`python -m studies.int8_calibration`, after `dvc repro prune`).
 
 The quantize stage calibrates on one seeded draw of training batches; on MRPC the ToP INT8 F1 moved by more than
 a point between draws, so one stage run says little about an algorithm. This runs the stage's own quantize and
@@ -18,14 +18,14 @@ import datasets
 import numpy as np
 import torch
 
-from pipeline.experiment_file import write_experiment
-from pipeline.paths import PREPARED_DIR, PRUNED_DIR
-from pipeline.stage import run_stage
+from pipeline import PREPARED_DIR, PRUNED_DIR, run_stage
+from pipeline.quantize import quantize_models
+from studies.experiment_file import write_experiment
 from top.backbone import load_tokenizer
 from top.data.prepare import load_prepared
 from top.params import INT8_ACTIVATION_ALGORITHMS, Params, QuantizeParams
 from top.pruning.model import pruning_model_class
-from top.quantize_stage import calibration_batches, quantize_models
+from top.quantize import calibration_batches
 from top.smooth_quant import record_input_maxima
 
 DRAWS = 3

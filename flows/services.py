@@ -2,8 +2,8 @@
 
 State lives under the project (``.work/prefect``), never in the user's home:
 
-    python -m pipeline.services start [--port 4200]   # prints the PREFECT_API_URL to export
-    python -m pipeline.services stop
+    python -m flows.services start [--port 4200]   # prints the PREFECT_API_URL to export
+    python -m flows.services stop
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def start(port: int, state_dir: Path = STATE_DIR, timeout: float = 120.0) -> dic
     pids = {}
     commands = {
         "server": ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        "serve": [sys.executable, "-m", "pipeline.serve"],
+        "serve": [sys.executable, "-m", "flows.serve"],
     }
     for service in SERVICES:
         log = (state_dir / f"{service}.log").open("w")

@@ -1,5 +1,5 @@
 """Benchmark: what packing the FFN onto the live tokens buys the ToP model, measured against the same model
-without it, interleaved in one run (`python -m pipeline.packing_ablation`, after `dvc repro prune`).
+without it, interleaved in one run (`python -m studies.packing_ablation`, after `dvc repro prune`).
 
 The unpacked variant runs each FFN on the batch padded to its longest survivor, as the physical forward did
 before packing; both variants compute the same logits. Dense FP32 eager is timed too, as the speed-ups'
@@ -11,12 +11,10 @@ from pathlib import Path
 
 import torch
 
-from pipeline.experiment_file import write_experiment
-from pipeline.paths import PREPARED_DIR, PRUNED_DIR, TEACHER_DIR
-from pipeline.stage import run_stage
+from pipeline import PREPARED_DIR, PRUNED_DIR, TEACHER_DIR, run_stage
+from studies.experiment_file import write_experiment
 from top.backbone import check_bert_dir, load_tokenizer
-from top.bench import Timing, Variant, run_benchmark
-from top.bench_stage import nested_latency
+from top.bench import Timing, Variant, nested_latency, run_benchmark
 from top.data.prepare import load_prepared
 from top.params import Params
 from top.pruning.model import TokenPruningBertForSequenceClassification

@@ -1,5 +1,5 @@
 """Benchmark: the fused AdamW kernel against PyTorch's default implementation on one MiniLM training step
-(`python -m pipeline.optimizer_benchmark`); why `top.optim.adamw` is fused.
+(`python -m studies.optimizer_benchmark`); why `top.optim.adamw` is fused.
 
 Times a teacher-sized step (batch 16 x 16 tokens, the backbone with a 2-class head) split into forward + backward
 and the optimizer update, the two implementations alternating call by call so that a slow spell of the machine
@@ -12,8 +12,8 @@ import time
 import torch
 from transformers import BertForSequenceClassification
 
-from pipeline.experiment_file import write_experiment
-from pipeline.stage import run_stage
+from pipeline import run_stage
+from studies.experiment_file import write_experiment
 from top.backbone import resolve_backbone
 from top.params import Params
 

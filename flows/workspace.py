@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,15 +20,12 @@ from typing import Any
 
 import yaml
 
+from pipeline import EXPERIMENT_NAME
 from top.errors import ParamsError
 
 RUNS_DIR = ".work/runs"
-STAGES = ("prepare", "teacher", "prune", "baselines", "quantize", "benchmark")
-# Flexible BERT, run on request (flow parameter ``flex``); it needs only prepare and teacher.
-FLEX_STAGES = ("flex", "flex_benchmark")
 # Exit code of a stage that failed on user input (bad params, missing data): retrying cannot help.
 USER_ERROR_EXIT = 2
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class StageFailed(RuntimeError):
@@ -71,7 +67,7 @@ def _checked(args: list[str], cwd: Path) -> str:
 
 def create_workspace(project: Path, name: str, overrides: dict[str, Any]) -> Path:
     """Clone ``project``'s HEAD for run ``name``, share its DVC cache, and apply the params ``overrides``."""
-    if not NAME_PATTERN.match(name):
+    if not EXPERIMENT_NAME.match(name):
         raise ParamsError(f"run name {name!r} must be letters, digits, '.', '_' or '-' (at most 64)")
     project = project.resolve()
     workspace = project / RUNS_DIR / name

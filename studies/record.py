@@ -1,6 +1,6 @@
 """Record a finished run as one JSON file under artifacts/metrics/experiments/, kept in git.
 
-`python -m pipeline.record NAME --why "..."` after a `dvc repro` (or `dvc exp run`) in a checkout: the file holds
+`python -m studies.record NAME --why "..."` after a `dvc repro` (or `dvc exp run`) in a checkout: the file holds
 the code commit, the params that differ from the committed params.yaml, the metrics of every stage that
 `dvc status` calls up to date (a stale stage's metrics file belongs to another run, so it is only named) and the
 ToP trajectory. Why: `dvc exp show` forgets an experiment once its workspace is gone, and a README figure must
@@ -12,15 +12,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pipeline.paths import PRUNE_LIVE_DIR
-from pipeline.stage import METRICS_DIR, PARAMS_FILE, metrics_path
-from pipeline.workspace import FLEX_STAGES, NAME_PATTERN, STAGES, run_tool
+from pipeline import EXPERIMENT_NAME, FLEX_STAGES, METRICS_DIR, PARAMS_FILE, PRUNE_LIVE_DIR, TOP_STAGES, metrics_path
 from top.atomic import write_json
 from top.errors import TopError
 
@@ -54,7 +54,9 @@ def experiment_record(root: Path, command: str, why: str) -> dict[str, Any]:
     """The record of the run in checkout ``root``; only metrics that match its code and params go in."""
 
     def tool(*args: str) -> str:
-        result = run_tool(list(args), root)
+        # This interpreter's tools (dvc) first on PATH, as `make` puts them.
+        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+        result = subprocess.run(list(args), cwd=root, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise TopError(f"record: {' '.join(args)} failed in {root}: {result.stderr.strip()[-500:]}")
         return result.stdout
@@ -62,7 +64,7 @@ def experiment_record(root: Path, command: str, why: str) -> dict[str, Any]:
     committed = yaml.safe_load(tool("git", "show", f"HEAD:{PARAMS_FILE}"))
     current = yaml.safe_load((root / PARAMS_FILE).read_text(encoding="utf-8"))
     stale = set(json.loads(tool("dvc", "status", "--json") or "{}"))
-    ran = [stage for stage in STAGES + FLEX_STAGES if stage not in stale and (root / metrics_path(stage)).is_file()]
+    ran = [stage for stage in TOP_STAGES + FLEX_STAGES if stage not in stale and (root / metrics_path(stage)).is_file()]
     if not ran:
         raise TopError(f"record: no up-to-date stage metrics under {root / METRICS_DIR}; run the pipeline first")
     metrics = {stage: json.loads((root / metrics_path(stage)).read_text(encoding="utf-8")) for stage in ran}
@@ -89,7 +91,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--command", default="dvc repro", help="the command that produced the metrics")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the checkout that ran it")
     args = parser.parse_args(argv)
-    if not NAME_PATTERN.match(args.name):
+    if not EXPERIMENT_NAME.match(args.name):
         parser.error(f"NAME must be letters, digits, '.', '_' or '-' (at most 64), got {args.name!r}")
     try:
         record = experiment_record(args.root, args.command, args.why)
