@@ -1,5 +1,5 @@
 # The two set-up commands of the README:
-#   make repro   create/update .venv, install the pinned dependencies, run `dvc repro` on params.yaml
+#   make repro   create/update .venv, install the pinned dependencies, run `dvc repro` on params.yaml, print a summary
 #   make test    create/update .venv, install the pinned dependencies, run lint and the test suite
 # Orchestration: `make serve` starts a local Prefect server and serves the deployments; `make stop` stops both.
 # Offline, point TOP_DATA_DIR at a local data root (glue/<Task>/*.tsv ...) first, e.g. ../shared/data.
@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv repro test lint serve stop clean-venv
+.PHONY: venv repro results test lint serve stop clean-venv
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 repro: venv
 	test -d .dvc || $(BIN)/dvc init --quiet
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	$(BIN)/python -m studies.summary
+
+# docs/RESULTS.md from the experiment records and the current stage metrics.
+results: venv
+	$(BIN)/python -m studies.results_report
 
 lint: venv
 	$(BIN)/ruff check top pipeline flows studies tests

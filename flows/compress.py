@@ -102,7 +102,7 @@ def compress(
     """Run every stage (with ``flex``, the Flexible BERT stages too) for one setting and record it as DVC
     experiment ``name`` (default: derived from the setting)."""
     project_dir = Path(project) if project else PROJECT_DIR
-    settings = run_overrides(task, target_macs, int8, quick, overrides or {})
+    settings = run_overrides(task, target_macs, int8, quick, overrides or {}) | ({"flex.enabled": True} if flex else {})
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     run_name = name or f"{task}-macs{target_macs:g}{'-int8' if int8 else ''}{'-quick' if quick else ''}-{stamp}"
     workspace = workspace_task(project_dir, run_name, settings)

@@ -23,6 +23,7 @@ from top.atomic import atomic_directory, write_json
 from top.backbone import check_bert_dir, load_tokenizer
 from top.data.batches import batch_loader
 from top.data.prepare import load_prepared
+from top.data.tasks import TaskSpec
 from top.device import resolve_device
 from top.fingerprint import directory_digest, fingerprint
 from top.flex.importance import rewire, unit_importance
@@ -42,6 +43,7 @@ from top.flex.sweep import (
 from top.flex.train import Optimization, SupernetStage, frozen_copy, gate_data, train_gates, train_supernet
 from top.params import FlexParams, Params
 
+DISABLED_SKIP = "flex.enabled is false in params.yaml; run it with `dvc exp run -S flex.enabled=true`"
 QA_SKIP = "the flexible supernet is built for sequence classification; QA tasks (squad) run ToP only"
 
 log = logging.getLogger(__name__)
@@ -276,11 +278,20 @@ def flex_metrics(
     return metrics
 
 
+def skip_reason(params: FlexParams, spec: TaskSpec) -> str | None:
+    """Why the stage does not train a supernet for this run, or None when it does."""
+    if not params.enabled:
+        return DISABLED_SKIP
+    if spec.is_qa:
+        return QA_SKIP
+    return None
+
+
 def main(params: Params) -> None:
     spec, _, _ = load_prepared(PREPARED_DIR)
-    if spec.is_qa:
+    if (reason := skip_reason(params.flex, spec)) is not None:
         metrics = {"task": spec.name} | write_skipped(
-            QA_SKIP, Path(FLEX_DIR), Path(METRICS_DIR) / "flex_points.csv", Path(METRICS_DIR) / "flex.png"
+            reason, Path(FLEX_DIR), Path(METRICS_DIR) / "flex_points.csv", Path(METRICS_DIR) / "flex.png"
         )
         write_json(metrics_path("flex"), metrics)
         return

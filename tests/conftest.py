@@ -170,6 +170,7 @@ def tiny_pipeline_params(
         threads=1, batch_sizes=[1, 4], examples=8, warmup=1, repetitions=2, rounds=2, compile=False
     )
     params_dict["flex"].update(
+        enabled=True,
         importance_samples=8,
         widths=[1.0, 0.5],
         depths=[1.0, 0.5],

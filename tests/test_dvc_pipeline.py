@@ -77,6 +77,9 @@ def test_dvc_repro_whole_pipeline_on_a_tiny_model(params_dict, tiny_bert_dir, tm
     assert flex_latency["flex-dynamic-fp32-eager"]["dynamic"]["batch_4"]["speedup_vs_best_dense_fp32"] > 0
     second = run(["dvc", "repro"], project, env)
     assert second.returncode == 0 and "Running stage" not in second.stdout, second.stdout
+    summary = run([sys.executable, "-m", "studies.summary"], project, env)
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    assert "top-int8-eager" in summary.stdout and "artifacts/pruned" in summary.stdout
 
     quick = run([sys.executable, "-m", "pipeline.benchmark", "--quick"], project, env)
     assert quick.returncode == 0, quick.stderr[-3000:]

@@ -1,0 +1,24 @@
+"""top: token pruning (ToP) and Flexible BERT for fast CPU inference of BERT-family encoders.
+
+Importing the package filters, once, the known-harmless start-up noise of its dependencies: transformers imports
+torchao, which logs "Failed to load" for CUDA kernels a CPU host never uses and deprecation notices about its own
+enums, and Intel Neural Compressor announces the accelerator it picked on every import. Real warnings still show.
+"""
+
+import logging
+
+
+class _DropMessages(logging.Filter):
+    """Drop the records whose message starts with one of ``prefixes``; let every other record through."""
+
+    def __init__(self, *prefixes: str) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefixes)
+
+
+logging.getLogger("torchao").addFilter(_DropMessages("Failed to load"))
+logging.getLogger("torch.utils._pytree").addFilter(_DropMessages("<enum "))
+logging.getLogger("neural_compressor").addFilter(_DropMessages("Auto detect accelerator"))
