@@ -56,7 +56,7 @@ def _search_step(
     dims = EncoderDims.from_config(student.config)
     spec = resolve_task("mrpc", {})  # any two-class task: only its head shape matters here
     started = time.perf_counter()
-    losses = _step_losses(teacher, student, masks, constraint, batch, spec, params, dims, 0.5, 1, 10)
+    losses = _step_losses(teacher, student, masks, constraint, batch, spec, params, dims, 0.5, params.rank_loss_weight)
     losses["total"].backward()
     optimizer.step()
     optimizer.zero_grad()

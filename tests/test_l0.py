@@ -14,6 +14,7 @@ from top.pruning.l0 import (
     keep_ratios_at_budget,
     layer_lengths,
     warmed_up_target,
+    warmup_progress,
 )
 from top.pruning.macs import EncoderDims
 from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning
@@ -116,9 +117,10 @@ def test_lagrangian_multipliers_ascend():
 
 
 def test_warmup_schedule():
-    assert warmed_up_target(0.3, step=0, warmup_steps=100) == 1.0
-    assert warmed_up_target(0.3, step=50, warmup_steps=100) == pytest.approx(0.65)
-    assert warmed_up_target(0.3, step=500, warmup_steps=100) == pytest.approx(0.3)
+    assert warmed_up_target(0.3, warmup_progress(0, warmup_steps=100)) == 1.0
+    assert warmed_up_target(0.3, warmup_progress(50, warmup_steps=100)) == pytest.approx(0.65)
+    assert warmed_up_target(0.3, warmup_progress(500, warmup_steps=100)) == pytest.approx(0.3)
+    assert warmup_progress(7, warmup_steps=0) == 1.0
 
 
 def test_forced_on_gates_always_prune_and_learn_only_bins():

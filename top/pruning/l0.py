@@ -159,7 +159,11 @@ class LagrangianConstraint(nn.Module):
                 parameter.grad.neg_()
 
 
-def warmed_up_target(final_target: float, step: int, warmup_steps: int) -> float:
-    """The MACs target moves linearly from 1.0 (dense) to ``final_target`` over the warm-up."""
-    progress = 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
+def warmup_progress(step: int, warmup_steps: int) -> float:
+    """How far the search is through its warm-up, from 0 to 1; the MACs target and the ranking weight follow it."""
+    return 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
+
+
+def warmed_up_target(final_target: float, progress: float) -> float:
+    """The MACs target moves linearly from 1.0 (dense) to ``final_target`` as the warm-up ``progress`` goes 0 to 1."""
     return 1.0 - (1.0 - final_target) * progress

@@ -42,6 +42,7 @@ from top.pruning.l0 import (
     expected_macs_ratio,
     keep_ratios_at_budget,
     warmed_up_target,
+    warmup_progress,
 )
 from top.pruning.macs import EncoderDims
 from top.pruning.model import (
@@ -56,9 +57,7 @@ from top.qa.evaluate import QAReference
 log = logging.getLogger(__name__)
 
 # Part of the checkpoint key: bump it when the saved training state changes meaning, so that a rerun never
-# resumes from a checkpoint written by older code (2: the best model's selection rank is a tuple; 3: the
-# fine-tuning phase and its frozen keep ratios; 4: the cheapest over-budget checkpoint; 5: the learning rate
-# restarts for fine-tuning).
+# resumes from a checkpoint that other code wrote.
 TRAINING_STATE_FORMAT = 5
 
 RANK_WEIGHT_FLOOR = 0.01
@@ -168,9 +167,11 @@ def train_token_pruning(
             student.train()
             batch = {name: tensor.to(device) for name, tensor in batch.items()}
             if step < search_steps:
-                target = warmed_up_target(params.target_macs, step, warmup_steps)
+                warmup = warmup_progress(step, warmup_steps)
+                target = warmed_up_target(params.target_macs, warmup)
+                rank_weight = params.rank_loss_weight * max(RANK_WEIGHT_FLOOR, 1.0 - warmup)
                 losses = _step_losses(
-                    teacher, student, masks, constraint, batch, spec, params, dims, target, step, warmup_steps
+                    teacher, student, masks, constraint, batch, spec, params, dims, target, rank_weight
                 )
             else:
                 target = params.target_macs
@@ -311,10 +312,8 @@ def selection_rank(macs_ratio: float, score: float, target: float, tolerance: fl
     """Order checkpoints for model selection; None for one over the budget (``target + tolerance``).
 
     The authors' rule: the best dev score among checkpoints at or under the budget; a tie goes to the one inside
-    the band ``target +- tolerance``. Until session 11 a checkpoint in the band outranked every cheaper one, so
-    that a run passing through the budget ended at it; on SST-2 that kept a search checkpoint (MACs 0.508,
-    accuracy 0.875) over fine-tuned ones that were both cheaper (0.459) and better (up to 0.8865). A checkpoint
-    that costs less and scores at least as well is the better model whatever the target was.
+    the band ``target +- tolerance``. Being in the band is only a tie-break: a checkpoint that costs less and
+    scores at least as well is the better model whatever the target was.
     """
     if macs_ratio > target + tolerance:
         return None
@@ -331,8 +330,7 @@ def _step_losses(
     params: PruneParams,
     dims: EncoderDims,
     target: float,
-    step: int,
-    warmup_steps: int,
+    rank_weight: float,
 ) -> dict[str, torch.Tensor]:
     inputs = model_inputs(batch)
     last_layer = teacher.config.num_hidden_layers - 1
@@ -347,8 +345,6 @@ def _step_losses(
         ranking_distillation_loss(student_out.token_scores[layer], teacher_scores, valid, params.top_k)
         for layer in params.distill_layers
     )
-    progress = 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
-    rank_weight = params.rank_loss_weight * max(RANK_WEIGHT_FLOOR, 1.0 - progress)
     lengths, fixed = _real_lengths(inputs, student.config)
     keep_ratios = masks.expected_keep_ratios()
     macs_ratio = expected_macs_ratio(dims, lengths, list(params.prune_layers), keep_ratios, fixed)
