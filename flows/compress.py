@@ -3,11 +3,17 @@
 Prefect orchestrates (parameters, retries, logs, a summary artifact per run); DVC decides what has to run and
 versions it: every stage is a `dvc repro` in the run's own workspace clone, and the run ends as a DVC
 experiment in the project. `dvc repro` alone does the same job without Prefect.
+
+Paths the user passes (``project``, a ``data.data_dir`` or local ``model.backbone`` override, $TOP_DATA_DIR)
+may be relative: to the flow's working directory, which for a served deployment is the project (where
+`make serve` runs it). The flow makes them absolute before anything runs in a clone under .work/runs.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,7 @@ from flows.workspace import (
     save_experiment,
 )
 from pipeline import FLEX_STAGES, TOP_STAGES
+from top.data.paths import absolute, absolute_env, absolute_params, recorded_paths, with_given
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 # A seconds-to-minutes smoke run of the whole pipeline on a subset (documented in the README).
@@ -54,10 +61,10 @@ def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_unless_user_error, task_run_name="{stage}")
-def stage_task(workspace: Path, stage: str) -> bool:
+def stage_task(workspace: Path, stage: str, env: dict[str, str]) -> bool:
     logger = get_run_logger()
     try:
-        result = reproduce_stage(workspace, stage)
+        result = reproduce_stage(workspace, stage, env)
     except StageFailed as failure:
         logger.error("%s", failure)
         raise
@@ -66,8 +73,10 @@ def stage_task(workspace: Path, stage: str) -> bool:
 
 
 @task
-def workspace_task(project: Path, name: str, overrides: dict[str, Any]) -> Path:
-    return create_workspace(project, name, overrides)
+def workspace_task(
+    project: Path, name: str, overrides: dict[str, Any], env: dict[str, str]
+) -> tuple[Path, dict[str, str]]:
+    return create_workspace(project, name, overrides, env)
 
 
 @task
@@ -85,6 +94,23 @@ def run_overrides(
     """Flow parameters as params.yaml keys; explicit ``overrides`` win."""
     base = {"data.task": task_name, "prune.target_macs": target_macs, "quantize.enabled": int8}
     return base | (QUICK_OVERRIDES if quick else {}) | overrides
+
+
+def absolute_inputs(
+    project: str | None,
+    overrides: dict[str, Any],
+    given_paths: Mapping[str, str] | None = None,
+    base: Path | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> tuple[Path, dict[str, Any], dict[str, str]]:
+    """The project directory and ``overrides`` with every path absolute, relative ones taken relative to
+    ``base`` (default: the working directory), and what the stages' environment must change: path variables
+    made absolute, and the form in which each path was given (``given_paths`` from a parent flow included)."""
+    base = base or Path.cwd()
+    project_dir = absolute(project, base) if project else PROJECT_DIR
+    overrides, given = absolute_params(overrides, base)
+    env = with_given(absolute_env(environ, base), dict(given_paths or {}) | given)
+    return project_dir, overrides, {key: value for key, value in env.items() if environ.get(key) != value}
 
 
 @flow(name="top", log_prints=True)
@@ -124,10 +150,20 @@ def sweep(
     overrides: dict[str, Any] | None = None,
     project: str | None = None,
 ) -> list[dict[str, Any]]:
-    """`top` at each MACs target in turn (they share prepare and teacher through DVC), then one table and plot."""
-    project_dir = Path(project) if project else PROJECT_DIR
+    """`top` at each MACs target in turn (they share prepare and teacher through DVC), then one table and plot.
+    Relative paths are resolved here, once, and handed to each run as absolute paths."""
+    project_dir, overrides, env = absolute_inputs(project, overrides or {})
+    given = recorded_paths(env)
     results = [
-        compress(task=task, target_macs=target, int8=int8, quick=quick, overrides=overrides, project=str(project_dir))
+        compress(
+            task=task,
+            target_macs=target,
+            int8=int8,
+            quick=quick,
+            overrides=overrides,
+            project=str(project_dir),
+            given_paths=given,
+        )
         for target in (targets or [0.7, 0.5, 0.3])
     ]
     rows = sweep_table(results)
@@ -149,7 +185,9 @@ def run_summary(name: str, metrics: dict[str, Any]) -> str:
         lines.append(f"| ToP INT8 dev {metric} | {quantize['top']['int8'].get(metric, 'n/a')} |")
     for key, entry in benchmark.get("summary", {}).items():
         lines.append(f"| speed-up {key} | {entry['speedup_vs_best_dense_fp32']} |")
-    if metrics.get("flex"):
+    if metrics.get("flex") and "skipped" in metrics["flex"]:  # disabled, or a QA or regression task
+        lines.append(f"| Flexible BERT | skipped: {metrics['flex']['skipped']} |")
+    elif metrics.get("flex"):
         best = metrics["flex"]["best_tradeoff"]
         lines.append(f"| Flexible BERT best trade-off {metric} (report half) | {best['report_score']} |")
         lines.append(f"| Flexible BERT best trade-off MACs ratio | {best['report_macs_ratio']} |")

@@ -1,9 +1,14 @@
 """Start and stop the local Prefect server (SQLite) and the process serving the deployments, by PID.
 
-State lives under the project (``.work/prefect``), never in the user's home:
+State lives under the project (``.work/prefect``), never in the user's home. From the project directory,
+with the project's virtualenv (`make serve` and `make stop` run exactly these):
 
-    python -m flows.services start [--port 4200]   # prints the PREFECT_API_URL to export
-    python -m flows.services stop
+    .venv/bin/python -m flows.services start [--port 4200]   # prints the PREFECT_API_URL to export
+    .venv/bin/python -m flows.services stop
+
+The served flows inherit this command's environment, read once at start: export $TOP_DATA_DIR before it. A
+relative $TOP_DATA_DIR is taken relative to the directory this command runs in and handed on absolute, since
+the flows run their stages in clones under .work/runs.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+from top.data.paths import DATA_DIR_ENV, absolute_env, describe
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 STATE_DIR = PROJECT_DIR / ".work" / "prefect"
@@ -37,22 +44,42 @@ def prefect_env(port: int, state_dir: Path = STATE_DIR) -> dict[str, str]:
     return env
 
 
-def start(port: int, state_dir: Path = STATE_DIR, timeout: float = 120.0) -> dict[str, int]:
+def served_env(port: int, state_dir: Path = STATE_DIR, base: Path | None = None) -> dict[str, str]:
+    """The environment of the server and the serving process: ``prefect_env`` with its path variables
+    ($TOP_DATA_DIR, ...) made absolute relative to ``base`` (default: the working directory)."""
+    return absolute_env(prefect_env(port, state_dir), base or Path.cwd())
+
+
+def data_root_note(env: dict[str, str]) -> str:
+    """One line on where served runs will read their data, and whether it is there."""
+    value = env.get(DATA_DIR_ENV)
+    if not value:
+        return f"${DATA_DIR_ENV} is not set: served runs read GLUE from the Hugging Face hub"
+    path = Path(value)
+    named = describe(value, path, env)
+    if not path.is_dir():
+        return f"warning: ${DATA_DIR_ENV} {named} does not exist: runs will fail at their first stage"
+    return f"served runs read data from ${DATA_DIR_ENV} {named}"
+
+
+def start(port: int, state_dir: Path = STATE_DIR, timeout: float = 120.0, base: Path | None = None) -> dict[str, int]:
     """Start the server, wait until it answers, then start serving and wait until every deployment is registered,
-    so that a `prefect deployment run` issued right after this returns cannot miss it; return both PIDs."""
+    so that a `prefect deployment run` issued right after this returns cannot miss it; return both PIDs.
+    Relative paths in the environment are resolved against ``base`` (default: the working directory)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     for service in SERVICES:
         if process_alive(_read_pid(state_dir, service)):
             raise SystemExit(f"{service} is already running (pid {_read_pid(state_dir, service)}); stop it first")
-    env = prefect_env(port, state_dir)
+    env = served_env(port, state_dir, base)
     pids = {}
     commands = {
-        "server": ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        "server": [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         "serve": [sys.executable, "-m", "flows.serve"],
     }
     for service in SERVICES:
         log = (state_dir / f"{service}.log").open("w")
-        # A session of its own: stop() signals the whole group, so children (uvicorn, flow runs) go too.
+        # Its own process group (start_new_session): stop() signals the whole group, so children (uvicorn, flow
+        # runs) go too.
         process = subprocess.Popen(
             commands[service], cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -127,6 +154,7 @@ def main() -> None:
         started = time.perf_counter()
         pids = start(arguments.port)
         print(f"server pid {pids['server']}, serve pid {pids['serve']} ({time.perf_counter() - started:.1f} s)")
+        print(data_root_note(served_env(arguments.port)))
         print(f"export PREFECT_API_URL=http://127.0.0.1:{arguments.port}/api")
     else:
         stop()

@@ -2,7 +2,8 @@
 
 Each run clones the project's committed HEAD into ``.work/runs/<name>``, points it at the project's DVC cache
 (so outputs and DVC's run-cache are shared: a stage already computed with the same inputs is restored, not
-rerun), writes its params overrides, reproduces stages one at a time, then saves the result as a DVC
+rerun), writes its params overrides, reproduces stages one at a time (with absolute paths only: a relative path
+would point elsewhere from inside the clone), then saves the result as a DVC
 experiment and pushes it to the project, where `dvc exp show` and `dvc metrics diff` see it. Concurrent runs
 each have their own clone, so they cannot corrupt each other's (or the user's) workspace.
 """
@@ -14,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 import yaml
 
 from pipeline import EXPERIMENT_NAME
+from top.data.paths import PATH_PARAMS, absolute_params, with_given
 from top.errors import ParamsError
 
 RUNS_DIR = ".work/runs"
@@ -45,17 +48,20 @@ class StageResult:
     log: str
 
 
-def tool_env() -> dict[str, str]:
-    """The environment for DVC and the stages: this interpreter's tools first on PATH."""
-    env = dict(os.environ)
+def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for DVC and the stages: this process's, with ``extra`` on top and this interpreter's
+    tools first on PATH."""
+    env = dict(os.environ) | dict(extra or {})
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("DVC_NO_ANALYTICS", "1")
     return env
 
 
-def run_tool(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run a command (git, dvc, a stage) in ``cwd`` with ``tool_env``; the caller checks the exit code."""
-    return subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True, check=False)
+def run_tool(
+    args: list[str], cwd: Path, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command (git, dvc, a stage) in ``cwd`` with ``tool_env(env)``; the caller checks the exit code."""
+    return subprocess.run(args, cwd=cwd, env=tool_env(env), capture_output=True, text=True, check=False)
 
 
 def _checked(args: list[str], cwd: Path) -> str:
@@ -65,8 +71,16 @@ def _checked(args: list[str], cwd: Path) -> str:
     return result.stdout
 
 
-def create_workspace(project: Path, name: str, overrides: dict[str, Any]) -> Path:
-    """Clone ``project``'s HEAD for run ``name``, share its DVC cache, and apply the params ``overrides``."""
+def create_workspace(
+    project: Path, name: str, overrides: dict[str, Any], env: Mapping[str, str] | None = None
+) -> tuple[Path, dict[str, str]]:
+    """Clone ``project``'s HEAD for run ``name``, share its DVC cache, and apply the params ``overrides``.
+
+    Paths in ``overrides`` must be absolute already (the flow resolves them where the user gave them); a
+    relative path committed in params.yaml is made absolute relative to ``project``, where `dvc repro` reads
+    it. Returns the workspace and the environment its stages add to this process's: ``env`` with the form in
+    which each path made absolute here was given.
+    """
     if not EXPERIMENT_NAME.match(name):
         raise ParamsError(f"run name {name!r} must be letters, digits, '.', '_' or '-' (at most 64)")
     project = project.resolve()
@@ -80,8 +94,24 @@ def create_workspace(project: Path, name: str, overrides: dict[str, Any]) -> Pat
         )
         _checked(["git", "config", key, value], workspace)
     _checked(["dvc", "cache", "dir", "--local", str(project / ".dvc" / "cache")], workspace)
-    set_params(workspace / "params.yaml", overrides)
-    return workspace
+    params_file = workspace / "params.yaml"
+    committed = get_params(params_file, [key for key in PATH_PARAMS if key not in overrides])
+    resolved, given = absolute_params(committed, project)
+    set_params(params_file, overrides | resolved)
+    return workspace, with_given(env or {}, given)
+
+
+def get_params(path: Path, keys: list[str]) -> dict[str, Any]:
+    """The values of dotted ``keys`` present in params.yaml (a key it lacks is left out)."""
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    values = {}
+    for dotted in keys:
+        node = params
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            values[dotted] = node
+    return values
 
 
 def set_params(path: Path, overrides: dict[str, Any]) -> None:
@@ -100,9 +130,10 @@ def set_params(path: Path, overrides: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
 
-def reproduce_stage(workspace: Path, stage: str) -> StageResult:
-    """`dvc repro` of one stage: DVC decides whether it must run; a failure carries the stage's own error line."""
-    result = run_tool(["dvc", "repro", "--single-item", stage], workspace)
+def reproduce_stage(workspace: Path, stage: str, env: Mapping[str, str] | None = None) -> StageResult:
+    """`dvc repro` of one stage, with ``env`` added to its environment: DVC decides whether it must run; a
+    failure carries the stage's own error line."""
+    result = run_tool(["dvc", "repro", "--single-item", stage], workspace, env)
     log = result.stdout + result.stderr
     if result.returncode != 0:
         errors = [line for line in log.splitlines() if line.startswith("error: stage")]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import logging
 import sys
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from pipeline import (
     run_stage,
 )
 from top.atomic import write_json
-from top.backbone import check_bert_dir, load_tokenizer
+from top.backbone import check_bert_dir, check_task_head, load_tokenizer
 from top.bench import SPEEDUP_KEYS, Timing, Variant, machine_info, nested_latency, run_benchmark
 from top.data.prepare import load_prepared
 from top.figures import pyplot, save_figure
@@ -64,7 +63,7 @@ def benchmark_models(
     quick: bool = False,
 ) -> dict[str, Any]:
     """Time every variant; write ``output_json`` (metrics), ``latency_csv`` (DVC plot data) and ``plot_png``."""
-    params = dataclasses.replace(params, **QUICK) if quick else params
+    params = params.model_copy(update=QUICK) if quick else params
     settings = {key: getattr(params, key) for key in QUICK}
     torch.set_num_threads(params.threads)
     spec, splits, meta = load_prepared(prepared_dir)
@@ -74,6 +73,7 @@ def benchmark_models(
     variants, dev_metric = [], {}
     for family, name in (("dense", "teacher"), ("top", "top")):
         check_bert_dir(fp32_dirs[name])
+        check_task_head(fp32_dirs[name], spec)
         fp32 = pruning_model_class(fp32_dirs[name]).from_pretrained(str(fp32_dirs[name])).eval()
         fp32_metric = measured["prune"]["teacher"] if family == "dense" else measured["prune"]
         builds: list[tuple[str, str, Callable[[], Any], Any]] = [("fp32", "eager", lambda m=fp32: m, fp32_metric)]

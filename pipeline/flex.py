@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,12 @@ import torch
 
 from pipeline import CHECKPOINT_ROOT, FLEX_DIR, METRICS_DIR, PREPARED_DIR, TEACHER_DIR, metrics_path, run_stage
 from top.atomic import atomic_directory, write_json
-from top.backbone import check_bert_dir, load_tokenizer
+from top.backbone import check_bert_dir, check_task_head, load_tokenizer
 from top.data.batches import batch_loader
 from top.data.prepare import load_prepared
 from top.data.tasks import TaskSpec
 from top.device import resolve_device
+from top.errors import ModelBuildError
 from top.fingerprint import directory_digest, fingerprint
 from top.flex.importance import rewire, unit_importance
 from top.flex.report import plot_flex, write_points, write_skipped
@@ -45,6 +45,10 @@ from top.params import FlexParams, Params
 
 DISABLED_SKIP = "flex.enabled is false in params.yaml; run it with `dvc exp run -S flex.enabled=true`"
 QA_SKIP = "the flexible supernet is built for sequence classification; QA tasks (squad) run ToP only"
+REGRESSION_SKIP = (
+    "Flexible BERT's off-ramps exit on the entropy of a class distribution, which a regression output does not "
+    "have; regression tasks (stsb) run ToP only"
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +85,17 @@ def flex_teacher(
         torch.set_num_threads(params.threads)
     device = torch.device(resolve_device(params.device, "flex.device"))
     spec, splits, meta = load_prepared(prepared_dir)
+    if spec.is_qa or spec.is_regression:
+        raise ModelBuildError(f"no Flexible BERT for task {spec.name}: {QA_SKIP if spec.is_qa else REGRESSION_SKIP}")
+    check_task_head(teacher_dir, spec)
     tokenizer = load_tokenizer(str(teacher_dir))
     train, importance_slice = train_split_parts(splits["train"], params)
     teacher = frozen_copy(FlexibleBertForSequenceClassification.from_pretrained(str(teacher_dir)).to(device))
     layers = teacher.config.num_hidden_layers
     depths = depth_layers(params.depths, layers)
-    run = fingerprint({"flex": asdict(params), "data": meta, "teacher": directory_digest(teacher_dir)})
+    run = fingerprint(
+        {"flex": params.model_dump(exclude={"enabled"}), "data": meta, "teacher": directory_digest(teacher_dir)}
+    )
     checkpoints = Path(checkpoint_root)
     optimization = Optimization(params.batch_size, params.seed, params.save_steps)
 
@@ -284,6 +293,8 @@ def skip_reason(params: FlexParams, spec: TaskSpec) -> str | None:
         return DISABLED_SKIP
     if spec.is_qa:
         return QA_SKIP
+    if spec.is_regression:
+        return REGRESSION_SKIP
     return None
 
 

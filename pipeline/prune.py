@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pipeline import CHECKPOINT_ROOT, PREPARED_DIR, PRUNE_LIVE_DIR, PRUNED_DIR, TEACHER_DIR, metrics_path, run_stage
 from top.atomic import atomic_directory, write_json
-from top.backbone import check_bert_dir, load_tokenizer
+from top.backbone import check_bert_dir, check_task_head, load_tokenizer
 from top.data.prepare import load_prepared
 from top.evaluate import Evaluation, evaluate
 from top.fingerprint import directory_digest, fingerprint
@@ -39,6 +38,7 @@ def prune_teacher(
     teacher_dir = Path(teacher_dir)
     check_bert_dir(teacher_dir)
     spec, splits, meta = load_prepared(prepared_dir)
+    check_task_head(teacher_dir, spec)
     tokenizer = load_tokenizer(str(teacher_dir))
     teacher, student = load_models(teacher_dir, params)
     max_length = meta["max_length"]
@@ -49,7 +49,7 @@ def prune_teacher(
     run = fingerprint(
         {
             "format": TRAINING_STATE_FORMAT,
-            "prune": asdict(params),
+            "prune": params.model_dump(),
             "data": meta,
             "teacher": directory_digest(teacher_dir),
         }

@@ -10,9 +10,10 @@ from typing import Any
 
 from pipeline import INT8_DIR, INT8_SOURCES, PREPARED_DIR, metrics_path, run_stage
 from top.atomic import atomic_directory, write_json
-from top.backbone import check_bert_dir, load_tokenizer
+from top.backbone import check_bert_dir, check_task_head, load_tokenizer
 from top.data.prepare import load_prepared
-from top.evaluate import evaluate, prediction_agreement
+from top.data.tasks import TaskSpec
+from top.evaluate import Evaluation, evaluate, prediction_agreement, prediction_closeness
 from top.params import Params, QuantizeParams
 from top.pruning.model import pruning_model_class
 from top.qa.evaluate import QAReference
@@ -35,6 +36,8 @@ def quantize_models(
     for source in sources.values():
         check_bert_dir(source)
     spec, splits, meta = load_prepared(prepared_dir)
+    for source in sources.values():
+        check_task_head(source, spec)
     max_length = meta["max_length"]
     reference = QAReference.from_prepared(splits, meta)
     results: dict[str, Any] = {"enabled": True, "task": spec.name, "metric": spec.primary_metric}
@@ -52,14 +55,13 @@ def quantize_models(
                 evaluate(model, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length, reference)
                 for model in (fp32, int8)
             )
-            agreement = prediction_agreement(fp32_eval, int8_eval)
             results[name] = {
                 "fp32": fp32_eval.metrics,
                 "int8": int8_eval.metrics,
                 "delta_points": round(
                     100 * (int8_eval.metrics[spec.primary_metric] - fp32_eval.metrics[spec.primary_metric]), 3
                 ),
-                "prediction_agreement": round(agreement, 4),
+                **int8_agreement(spec, fp32_eval, int8_eval),
                 "macs_ratio_real_lengths": round(int8_eval.macs_ratio, 4),
                 "quantize_seconds": round(seconds, 2),
                 "calibration_examples": sum(len(batch["input_ids"]) for batch in calibration),
@@ -68,6 +70,14 @@ def quantize_models(
             }
             log.info("%s: %s", name, results[name])
     return results
+
+
+def int8_agreement(spec: TaskSpec, fp32: Evaluation, int8: Evaluation) -> dict[str, Any]:
+    """How far INT8 moved the predictions: the share of unchanged classes or answers, or for regression (where
+    exact agreement means nothing) the Pearson correlation and mean absolute difference of the two outputs."""
+    if spec.is_regression:
+        return {"prediction_closeness": prediction_closeness(fp32, int8)}
+    return {"prediction_agreement": round(prediction_agreement(fp32, int8), 4)}
 
 
 def main(params: Params) -> None:

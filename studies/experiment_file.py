@@ -1,4 +1,4 @@
-"""Where the one-off studies (`python -m pipeline.<study>`) write their results, and what every such file says."""
+"""Where the one-off studies (`python -m studies.<study>`) write their results, and what every such file says."""
 
 from __future__ import annotations
 

@@ -1,15 +1,14 @@
 """Experiment: how much the ToP model's INT8 dev score depends on the calibration draw, the activation-range
 algorithm and SmoothQuant (`python -m studies.int8_calibration`, after `dvc repro prune`).
 
-The quantize stage calibrates on one seeded draw of training batches; on MRPC the ToP INT8 F1 moved by more than
-a point between draws, so one stage run says little about an algorithm. This runs the stage's own quantize and
+The quantize stage calibrates on one seeded draw of training batches, and the INT8 score moves from draw to
+draw, so one stage run says little about an algorithm. This runs the stage's own quantize and
 evaluation for every combination of three draws (quantize.seed and the next two), both algorithms and SmoothQuant
 off/on (alpha 0.5), and writes `artifacts/metrics/experiments/int8-calibration-<task>.json`, with the input range
 of every linear in the FP32 model on the first draw (largest channel maximum against the median channel's): the
 outlier channels that SmoothQuant is meant for.
 """
 
-import dataclasses
 import itertools
 import tempfile
 from pathlib import Path
@@ -36,12 +35,13 @@ def main(params: Params) -> None:
     spec, splits, _ = load_prepared(PREPARED_DIR)
     runs = []
     for offset, algorithm, alpha in itertools.product(range(DRAWS), INT8_ACTIVATION_ALGORITHMS, SMOOTHING):
-        settings = dataclasses.replace(
-            params.quantize,
-            enabled=True,
-            seed=params.quantize.seed + offset,
-            activation_algorithm=algorithm,
-            smoothing_alpha=alpha,
+        settings = params.quantize.model_copy(
+            update={
+                "enabled": True,
+                "seed": params.quantize.seed + offset,
+                "activation_algorithm": algorithm,
+                "smoothing_alpha": alpha,
+            }
         )
         with tempfile.TemporaryDirectory() as scratch:
             result = quantize_models(PREPARED_DIR, {"top": Path(PRUNED_DIR)}, settings, Path(scratch) / "int8")["top"]

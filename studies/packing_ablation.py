@@ -1,12 +1,11 @@
 """Benchmark: what packing the FFN onto the live tokens buys the ToP model, measured against the same model
 without it, interleaved in one run (`python -m studies.packing_ablation`, after `dvc repro prune`).
 
-The unpacked variant runs each FFN on the batch padded to its longest survivor, as the physical forward did
-before packing; both variants compute the same logits. Dense FP32 eager is timed too, as the speed-ups'
+The unpacked variant runs each FFN on the batch padded to its longest survivor; both variants compute the
+same logits. Dense FP32 eager is timed too, as the speed-ups'
 baseline. Writes `artifacts/metrics/experiments/packing-ablation.json`.
 """
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -21,7 +20,7 @@ from top.pruning.model import TokenPruningBertForSequenceClassification
 
 
 class UnpackedFeedForward(TokenPruningBertForSequenceClassification):
-    """The ToP model with each FFN on the padded batch (the physical forward before packing)."""
+    """The ToP model with each FFN on the padded batch (the physical forward without packing)."""
 
     def _packed_feed_forward(self, index: int, attended: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
         return self.feed_forward_block(index, attended)
@@ -55,7 +54,7 @@ def main(params: Params) -> None:
         "packing-ablation",
         __doc__,
         settings.threads,
-        {"task": spec.name, "settings": dataclasses.asdict(settings), "latency": nested_latency(rows)},
+        {"task": spec.name, "settings": settings.model_dump(), "latency": nested_latency(rows)},
     )
 
 

@@ -3,7 +3,7 @@
 `python -m studies.record NAME --why "..."` after a `dvc repro` (or `dvc exp run`) in a checkout: the file holds
 the code commit, the params that differ from the committed params.yaml, the metrics of every stage that
 `dvc status` calls up to date (a stale stage's metrics file belongs to another run, so it is only named) and the
-ToP trajectory. Why: `dvc exp show` forgets an experiment once its workspace is gone, and a README figure must
+ToP trajectory. Why: `dvc exp show` forgets an experiment once its workspace is gone, and a reported figure must
 point at a file anyone can open and a command anyone can rerun.
 """
 

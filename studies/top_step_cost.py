@@ -1,14 +1,13 @@
-"""Benchmark: what writing attention out in every layer cost a ToP search step on CPU
+"""Benchmark: what writing attention out in every layer would cost a ToP search step on CPU
 (`python -m studies.top_step_cost`); why only the distilled layers' scores carry gradients.
 
 A search step needs attention probabilities in three places: the student's distilled layers (the ranking loss
 trains them), the layers whose scores rank the next prune layer's tokens (no gradient: a rank is a sort), and the
-teacher's last layer. Until session 13 every layer of both models computed softmax(QK^T) explicitly and kept it
-for the backward pass; now the others run the fused kernel, and the ranking layers recompute their
-probabilities without gradient. Times the prune stage's own search step (forward of both models, losses,
-backward, AdamW update) with the models asked for every layer's scores, as before, and with what training asks
-now, alternating call by call so that a slow spell of the machine hits both. Writes
-`artifacts/metrics/experiments/top-step-cost.json`.
+teacher's last layer. Training runs all remaining layers through the fused kernel, and the ranking layers
+recompute their probabilities without gradient. Times the prune stage's own search step (forward of both models, losses,
+backward, AdamW update) with the models asked for every layer's scores (every layer computes softmax(QK^T)
+explicitly and keeps it for the backward pass) and with what training asks, alternating call by call so that a
+slow spell of the machine hits both. Writes `artifacts/metrics/experiments/top-step-cost.json`.
 """
 
 import statistics
@@ -33,7 +32,7 @@ ATTENTION_DROPOUTS = (0.1, 0.0)  # BERT's own, and teacher.attention_dropout: 0.
 
 
 class _EveryLayerWrittenOut(torch.nn.Module):
-    """A model called as the search step called it before: every layer's scores requested."""
+    """A model called with every layer's scores requested: every layer's attention written out, with gradients."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()

@@ -1,10 +1,11 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from top.data.tasks import resolve_task
 from top.errors import ParamsError
-from top.params import load_params, parse_params
+from top.params import FlexParams, Params, PruneParams, load_params, parse_params
 
 from .conftest import REPO_ROOT
 
@@ -85,3 +86,66 @@ def test_unknown_task_name(params_dict):
     params = parse_params(params_dict)
     with pytest.raises(ParamsError, match=r"unknown task name 'glue-x'.*known tasks: cola"):
         resolve_task("glue-x", params.data.custom)
+
+
+def test_library_configs_have_the_params_yaml_defaults():
+    assert PruneParams() == PruneParams.model_validate({})
+    assert PruneParams(target_macs=0.3).target_macs == 0.3
+    assert FlexParams().enabled is False
+    assert Params() == load_params(REPO_ROOT / "params.yaml")
+
+
+def test_library_configs_still_validate():
+    with pytest.raises(ValidationError, match="target_macs"):
+        PruneParams(target_macs=2)
+    with pytest.raises(ValidationError, match=r"unknown key\(s\) target_mac"):
+        PruneParams(target_mac=0.3)
+
+
+def test_missing_nested_keys_are_named(params_dict):
+    del params_dict["data"]["qa"]["n_best"]
+    del params_dict["data"]["custom"]["imdb"]["labels"]
+    del params_dict["flex"]["enabled"]
+    with pytest.raises(ParamsError, match=r"missing key\(s\) .*data.qa.n_best") as raised:
+        parse_params(params_dict)
+    assert "data.custom.imdb.labels" in str(raised.value)
+    assert "flex.enabled" in str(raised.value)
+
+
+def test_missing_section_is_named(params_dict):
+    del params_dict["benchmark"]
+    with pytest.raises(ParamsError, match=r"missing key\(s\) benchmark in params.yaml"):
+        parse_params(params_dict)
+
+
+@pytest.mark.parametrize("value", ["true", 1, None])
+def test_flex_enabled_must_be_a_bool(params_dict, value):
+    params_dict["flex"]["enabled"] = value
+    with pytest.raises(ParamsError, match=r"flex\.enabled must be true or false"):
+        parse_params(params_dict)
+
+
+def test_all_errors_come_in_one_message(params_dict):
+    params_dict["teacher"]["epochs"] = 0
+    params_dict["prune"]["device"] = "tpu"
+    params_dict["flex"]["widths"] = [1.0, 0.0]
+    with pytest.raises(ParamsError) as raised:
+        parse_params(params_dict)
+    message = str(raised.value)
+    assert "teacher.epochs must be greater than 0" in message
+    assert "prune.device must be one of auto, cpu, cuda" in message
+    assert r"flex.widths[1] must be greater than 0" in message
+
+
+def test_integers_are_floats_but_not_the_other_way(params_dict):
+    params_dict["teacher"]["epochs"] = 2
+    params = parse_params(params_dict)
+    assert isinstance(params.teacher.epochs, float) and params.teacher.epochs == 2.0
+    params_dict["teacher"]["batch_size"] = 16.0
+    with pytest.raises(ParamsError, match=r"teacher\.batch_size must be an integer"):
+        parse_params(params_dict)
+
+
+def test_top_level_must_be_a_mapping():
+    with pytest.raises(ParamsError, match=r"params\.yaml must be a mapping of keys to values, got list"):
+        parse_params([1, 2])

@@ -1,7 +1,6 @@
 """dvc.yaml names, for every stage, each project module its entry point imports (directly or through others).
 
-A module missing from a stage's deps means DVC keeps a stale output when that module changes: session 11's
-fused-optimizer module was imported by the prune stage before dvc.yaml named it.
+A module missing from a stage's deps means DVC keeps a stale output when that module changes.
 """
 
 import ast

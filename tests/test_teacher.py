@@ -114,7 +114,7 @@ def test_backbone_must_match_the_prepared_data(params_dict, tiny_bert_dir, tmp_p
 
 @pytest.mark.parametrize(("grouped", "strategy"), [(False, "random"), (True, "group_by_length")])
 def test_group_by_length_picks_the_trainer_sampler(params_dict, tiny_bert_dir, tmp_path, grouped, strategy):
-    """Grouped batches cost the MRPC teacher 3 F1 points (README), so the choice must reach the Trainer."""
+    """Grouping by length changes what the teacher learns (not only its speed), so the choice must reach the Trainer."""
     params = toy_params(params_dict, tmp_path, tiny_bert_dir, group_by_length=grouped)
     arguments = teacher_module._training_arguments(params.teacher, tmp_path / "ckpt", "cpu")
     assert arguments.train_sampling_strategy == strategy

@@ -1,7 +1,5 @@
 """ToP training end to end on a tiny random BERT: it meets the MACs target and the saved model reloads."""
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -21,8 +19,8 @@ def test_training_meets_the_target_and_reloads(toy_top):
     assert evaluation.macs_ratio_padded < evaluation.macs_ratio  # toy texts are far shorter than max_length
     assert model.config.keep_ratios[0] < 1.0
     assert run["history"] and run["steps"] == 140
-    # The search overshoots the toy's budget (0.6) to 0.30; fine-tuning scales its keep ratios back up to
-    # the budget, and that in-band model wins the selection.
+    # The search overshoots the toy's budget; fine-tuning scales its keep ratios back up to the budget, and that
+    # in-band model wins the selection.
     searched = [record["macs_ratio"] for record in run["history"] if record["phase"] == "search"]
     finetuned = [record["macs_ratio"] for record in run["history"] if record["phase"] == "finetune"]
     assert min(searched) < params.prune.target_macs - 2 * params.prune.macs_tolerance
@@ -37,8 +35,8 @@ def test_training_meets_the_target_and_reloads(toy_top):
 
 def test_fine_tuning_brings_a_search_that_stopped_over_the_budget_to_it(toy_top):
     params, spec, splits, tokenizer, tmp_path = toy_top
-    # 15 epochs (60 steps) end the toy's search at MACs 0.48; fine-tuning starts there, scaled down to 0.4.
-    low = dataclasses.replace(params.prune, target_macs=0.4, macs_tolerance=0.03, epochs=15)
+    # 15 epochs end the toy's search over this budget; fine-tuning starts there, scaled down to the budget.
+    low = params.prune.model_copy(update={"target_macs": 0.4, "macs_tolerance": 0.03, "epochs": 15})
     teacher, student = load_models(tmp_path / "teacher", low)
     _, evaluation, run = train_token_pruning(teacher, student, spec, splits, tokenizer, low, 24)
     searched = [record["macs_ratio"] for record in run["history"] if record["phase"] == "search"]
@@ -48,7 +46,7 @@ def test_fine_tuning_brings_a_search_that_stopped_over_the_budget_to_it(toy_top)
 
 def test_an_unreachable_target_is_a_clear_error(toy_top):
     params, spec, splits, tokenizer, tmp_path = toy_top
-    unreachable = dataclasses.replace(params.prune, target_macs=0.01)
+    unreachable = params.prune.model_copy(update={"target_macs": 0.01})
     teacher, student = load_models(tmp_path / "teacher", unreachable)
     with pytest.raises(ParamsError, match=r"never reached the MACs target 0\.01"):
         train_token_pruning(teacher, student, spec, splits, tokenizer, unreachable, 24)
@@ -56,14 +54,14 @@ def test_an_unreachable_target_is_a_clear_error(toy_top):
 
 def test_distill_layer_outside_the_model(toy_top):
     params, *_, tmp_path = toy_top
-    bad = dataclasses.replace(params.prune, distill_layers=[7])
+    bad = params.prune.model_copy(update={"distill_layers": [7]})
     with pytest.raises(ParamsError, match="distill_layers: layer 7 is outside the model"):
         load_models(tmp_path / "teacher", bad)
 
 
 def test_question_protection_on_a_classifier_is_a_params_error(toy_top):
     params, *_, tmp_path = toy_top
-    bad = dataclasses.replace(params.prune, protect_question=True)
+    bad = params.prune.model_copy(update={"protect_question": True})
     with pytest.raises(ParamsError, match="protect_question is for QA models only"):
         load_models(tmp_path / "teacher", bad)
 
@@ -123,7 +121,7 @@ def test_state_distillation_adds_the_weighted_mse_of_the_head_states(toy_top):
     student, teacher = (TokenPruningOutput(logits=torch.randn(4, 2), head_states=torch.randn(4, 8)) for _ in range(2))
     batch = {"attention_mask": torch.ones(4, 5, dtype=torch.long)}
     logits_only = train_module._distillation(student, teacher, batch, spec, params.prune)
-    weighted = dataclasses.replace(params.prune, state_distill_weight=0.7)
+    weighted = params.prune.model_copy(update={"state_distill_weight": 0.7})
     with_states = train_module._distillation(student, teacher, batch, spec, weighted)
     expected = 0.7 * ((student.head_states - teacher.head_states) ** 2).mean()
     assert torch.allclose(with_states - logits_only, expected, atol=1e-6, rtol=0)
@@ -133,7 +131,7 @@ def test_state_distillation_adds_the_weighted_mse_of_the_head_states(toy_top):
 def test_qa_state_distillation_ignores_padding_positions(toy_top):
     params, *_ = toy_top
     qa = resolve_task("squad", {})
-    weighted = dataclasses.replace(params.prune, state_distill_weight=1.0)
+    weighted = params.prune.model_copy(update={"state_distill_weight": 1.0})
     torch.manual_seed(4)
     batch = {"attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])}
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoTokenizer, BertConfig, PreTrainedTokenizerBase
 
-from top.errors import ModelDirError
+from top.data.tasks import TaskSpec
+from top.errors import ModelBuildError, ModelDirError
 
 EMBEDDED_BACKBONE_NAMES = ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
 
@@ -47,6 +48,29 @@ def check_bert_dir(path: Path) -> None:
         path.glob("model-*.safetensors")
     ):
         raise ModelDirError(f"{path} has a config but no weights (model.safetensors or pytorch_model.bin)")
+
+
+def check_task_head(path: Path, spec: TaskSpec) -> None:
+    """Fail with one line unless the saved model in ``path`` has the head ``spec`` needs: extractive QA for a QA
+    task, else a sequence classifier with one output per class (one for regression).
+
+    A model fine-tuned for another task would otherwise fail deep inside torch, or score nonsense quietly.
+    """
+    check_bert_dir(path)
+    try:
+        config = BertConfig.from_pretrained(str(path))
+    except (OSError, ValueError) as exc:
+        raise ModelDirError(f"cannot load the model config in {path}: {' '.join(str(exc).split())}") from None
+    is_qa = any(name.endswith("ForQuestionAnswering") for name in config.architectures or ())
+    needed = "an extractive-QA head" if spec.is_qa else f"a classifier with {spec.num_labels} output(s)"
+    if is_qa != spec.is_qa:
+        held = "an extractive-QA" if is_qa else "a sequence-classification"
+        raise ModelBuildError(f"{path} holds {held} model; task {spec.name} needs {needed}: rerun the teacher stage")
+    if not is_qa and config.num_labels != spec.num_labels:
+        raise ModelBuildError(
+            f"{path} has {config.num_labels} output(s); task {spec.name} needs {needed}"
+            f"{' (regression)' if spec.is_regression else ''}: rerun the teacher stage"
+        )
 
 
 def load_bert_config(name: str) -> BertConfig:

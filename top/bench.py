@@ -78,9 +78,8 @@ def benchmark_batches(
 class Timing:
     """How calls are timed: untimed warm-ups, then ``repetitions`` timed calls spread over ``rounds`` rounds.
 
-    In each round every variant takes its turn at every case, so a slow spell of a noisy machine (two
-    identical benchmark runs here once differed 1.6x in one speed-up) falls on all the models compared at
-    that case rather than on whichever one happened to be timed then.
+    In each round every variant takes its turn at every case, so a slow spell of a noisy (shared) machine falls
+    on all the models compared at that case rather than on whichever one happened to be timed then.
     """
 
     warmup: int

@@ -19,3 +19,7 @@ class DataError(TopError):
 
 class ModelDirError(TopError):
     """A model name or directory does not hold a usable BERT checkpoint."""
+
+
+class ModelBuildError(TopError):
+    """A model cannot be built for the prepared task: its head does not fit the task, or the build itself fails."""

@@ -80,8 +80,20 @@ def evaluate(
 
 
 def prediction_agreement(reference: Evaluation, candidate: Evaluation) -> float:
-    """Share of examples on which two evaluations predict the same class or answer (regression: within 0.1)."""
+    """Share of examples on which two evaluations predict the same class or answer (classification and QA)."""
     ours, theirs = reference.predictions, candidate.predictions
     if np.issubdtype(ours.dtype, np.floating):
-        return float(np.mean(np.abs(ours - theirs) <= 0.1))
+        raise ValueError("regression predictions never agree exactly; use prediction_closeness")
     return float(np.mean(ours == theirs))
+
+
+def prediction_closeness(reference: Evaluation, candidate: Evaluation) -> dict[str, float | None]:
+    """How closely two regression evaluations' predictions track each other: their Pearson correlation (None when
+    either side is constant, where it is undefined) and their mean absolute difference, in label units."""
+    ours = np.asarray(reference.predictions, dtype=np.float64)
+    theirs = np.asarray(candidate.predictions, dtype=np.float64)
+    pearson = None if ours.std() == 0 or theirs.std() == 0 else float(np.corrcoef(ours, theirs)[0, 1])
+    return {
+        "pearson": None if pearson is None else round(pearson, 4),
+        "mean_abs_difference": round(float(np.mean(np.abs(ours - theirs))), 4),
+    }

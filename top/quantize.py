@@ -55,8 +55,7 @@ class _AttentionBlock(nn.Module):
 
     A layer that ranks tokens also returns its queries and keys, from which the eager code scores the tokens in
     groups of similar lengths (``attention_with_scores``); a graph cannot loop over examples of their own lengths.
-    With every layer's probabilities written out inside the graphs, the compiled dense MiniLM took 1,264 ms
-    against 538 ms fused at batch 8 x 512 tokens (``experiments/news512-top30-latency-s15*.json``; README).
+    Fused, no graph writes out the [B, H, n, n] probabilities, whose passes over memory dominate long inputs.
     """
 
     def __init__(self, attention: nn.Module, with_keys: bool) -> None:
@@ -195,8 +194,8 @@ def quantize_int8(
 
     ``activation_algorithm`` picks how INC turns the observed activations into ranges: ``kl`` (the histogram
     range that loses least information, which clips rare outliers) or ``minmax`` (INC's default, the full
-    observed range). KL is the default because minmax spends the 256 levels on outliers: on MRPC the INT8 models
-    kept fewer of their FP32 predictions with it (ToP 94.4% against 95.8%, teacher 97.3% against 97.5%; README).
+    observed range). KL is the default because minmax spends the 256 levels on rare outliers, so INT8 keeps fewer
+    of the FP32 model's predictions (``python -m studies.int8_calibration`` compares the two).
     ``smoothing_alpha`` (None: off) first applies SmoothQuant to every linear of every block (``top.smooth_quant``),
     with per-channel input maxima observed on the same calibration batches.
     Returns the quantized model and, per layer, the example inputs its blocks were exported with (saving needs them).

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from top.backbone import load_bert_config, load_tokenizer, resolve_backbone
 from top.data.prepare import load_prepared
 from top.data.tasks import TaskSpec
 from top.device import resolve_device
-from top.errors import ParamsError
+from top.errors import ModelBuildError, ParamsError
 from top.fingerprint import fingerprint
 from top.metrics import compute_metrics, predictions_from_logits
 from top.params import TeacherParams
@@ -88,7 +87,7 @@ def finetune_teacher(
     set_seed(params.seed)  # before from_pretrained: the new classifier head's init must be repeatable
     model = _new_model(spec, backbone, params.attention_dropout)
 
-    run = fingerprint({"backbone": backbone, "teacher": asdict(params), "data": meta})
+    run = fingerprint({"backbone": backbone, "teacher": params.model_dump(), "data": meta})
     checkpoint_dir = Path(checkpoint_root) / f"teacher-{run}"
     last_checkpoint = last_complete_checkpoint(checkpoint_dir)
     if last_checkpoint:
@@ -148,7 +147,7 @@ def _final_evaluation(spec: TaskSpec, state: TrainerState) -> tuple[dict[str, fl
     """The primary split's metrics and speed from the evaluation Trainer ran after the last step, if it did.
 
     The epoch-end evaluation of the last epoch is the final model's: predicting again would double the cost,
-    which at 512 tokens is minutes. A run resumed from a checkpoint taken after that evaluation finds it in
+    which is large on long inputs. A run resumed from a checkpoint taken after that evaluation finds it in
     the restored log history; anything else (no such entry) is evaluated afresh.
     """
     for entry in reversed(state.log_history):
@@ -161,18 +160,35 @@ def _final_evaluation(spec: TaskSpec, state: TrainerState) -> tuple[dict[str, fl
 def _new_model(
     spec: TaskSpec, backbone: str, attention_dropout: float | None
 ) -> BertForSequenceClassification | BertForQuestionAnswering:
-    overrides = {} if attention_dropout is None else {"attention_probs_dropout_prob": attention_dropout}
-    if spec.is_qa:
-        return BertForQuestionAnswering.from_pretrained(resolve_backbone(backbone), **overrides)
-    labels = spec.label_names or ()
-    return BertForSequenceClassification.from_pretrained(
-        resolve_backbone(backbone),
-        **overrides,
-        num_labels=spec.num_labels,
-        id2label=dict(enumerate(labels)) if labels else None,
-        label2id={name: i for i, name in enumerate(labels)} if labels else None,
-        problem_type="regression" if spec.is_regression else "single_label_classification",
-    )
+    """The backbone with a new head for ``spec``, or a one-line ``ModelBuildError`` naming the task and the cause.
+
+    The head's size is set through ``id2label`` alone: ``num_labels`` is derived from it, so passing both (one
+    of them None, as for regression) leaves the config without a label count.
+    """
+    config = load_bert_config(backbone)
+    if attention_dropout is not None:
+        config.attention_probs_dropout_prob = attention_dropout
+    labels = spec.label_names or tuple(f"LABEL_{i}" for i in range(spec.num_labels))
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {name: i for i, name in enumerate(labels)}
+    model_class = BertForQuestionAnswering if spec.is_qa else BertForSequenceClassification
+    if not spec.is_qa:
+        config.problem_type = "regression" if spec.is_regression else "single_label_classification"
+    try:
+        model = model_class.from_pretrained(resolve_backbone(backbone), config=config)
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        cause = " ".join(f"{type(exc).__name__}: {exc}".split())
+        if "ignore_mismatched_sizes" in cause:
+            cause = f"its saved {spec.kind} head has another shape (a checkpoint fine-tuned for another task?)"
+        raise ModelBuildError(
+            f"cannot build a {model_class.__name__} for task {spec.name} from {backbone}: {cause}"
+        ) from None
+    if model.config.num_labels != spec.num_labels:
+        raise ModelBuildError(
+            f"the {model_class.__name__} built for task {spec.name} has {model.config.num_labels} outputs; "
+            f"the task needs {spec.num_labels}"
+        )
+    return model
 
 
 def _training_arguments(params: TeacherParams, checkpoint_dir: Path, device: str) -> TrainingArguments:

@@ -15,25 +15,27 @@ from typing import Any
 
 import datasets
 
+from top.data.paths import DATA_DIR_ENV, absolute, describe
 from top.data.tables import read_rows
 from top.data.tasks import TaskSpec
 from top.errors import DataError
-
-DATA_DIR_ENV = "TOP_DATA_DIR"
-"""The one place offline users name their local data root (holding glue/<Task>/*.tsv and custom sets)."""
 
 HUB_GLUE_DATASET = "nyu-mll/glue"
 
 
 def resolve_data_dir(configured: str | None) -> Path | None:
-    """``data.data_dir`` from params, else $TOP_DATA_DIR, else None (GLUE then comes from the hub)."""
+    """``data.data_dir`` from params, else $TOP_DATA_DIR, else None (GLUE then comes from the hub).
+
+    A relative path is taken relative to the stage's working directory (the project, under `dvc repro`); the
+    orchestration hands stages absolute paths. A missing directory is named as given and as resolved.
+    """
     value = configured or os.environ.get(DATA_DIR_ENV) or None
     if value is None:
         return None
-    path = Path(os.path.expandvars(value)).expanduser().resolve()
+    path = absolute(value, Path.cwd())
     if not path.is_dir():
         origin = "data.data_dir" if configured else f"${DATA_DIR_ENV}"
-        raise DataError(f"data directory {path} (from {origin}) does not exist")
+        raise DataError(f"data directory {describe(value, path)} (from {origin}) does not exist")
     return path
 
 

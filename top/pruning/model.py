@@ -359,7 +359,7 @@ def self_attention(
     ``tracked``: the probabilities are written out and both the output and the scores come from them, so
     gradients flow through both (one QK^T: the cheapest way to get the scores without gradients too).
     ``detached`` and ``none``: the output from the fused kernel, whose backward stores no [B, H, n, n] tensors
-    (at 512 tokens the written-out form made a ToP training step several times slower than a dense one);
+    (on long inputs the written-out form dominates a ToP training step; ``python -m studies.top_step_cost``);
     ``detached`` then recomputes the scores without gradient, which is all a token ranking needs.
     """
     if scores == "tracked" or (scores == "detached" and _dropout_rate(attention.self) > 0):

@@ -72,7 +72,7 @@ def prepare_qa(
         "splits": {name: len(split) for name, split in splits.items()},
         "questions": {"train": len(train), "eval": len(evaluation)},
         "max_length": qa.max_length,
-        "qa": asdict(qa),
+        "qa": qa.model_dump(),
         "backbone": backbone,
         "source": source,
     }
