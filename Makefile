@@ -2,7 +2,9 @@
 #   make repro   create/update .venv, install the pinned dependencies, run `dvc repro` on params.yaml, print a summary
 #   make test    create/update .venv, install the pinned dependencies, run lint and the test suite
 # Orchestration: `make serve` starts a local Prefect server and serves the deployments; `make stop` stops both.
-# Offline, point TOP_DATA_DIR at a local data root (glue/<Task>/*.tsv ...) first, e.g. ../shared/data.
+# Offline, point TOP_DATA_DIR at a local data root (glue/<Task>/*.tsv ...) first, e.g. ../shared/data; a relative
+# path is relative to this directory (where make runs every recipe), and `make serve` reads it once, at start.
+# `prefect` and `dvc` commands typed after `make serve` need the venv's tools: `. .venv/bin/activate`.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -39,6 +41,7 @@ test: lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -ra --numprocesses $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # A local Prefect server (SQLite, state in .work/prefect) and the process serving top/compress and top-sweep/sweep.
+# They keep the environment they start with; a relative TOP_DATA_DIR is handed to them absolute.
 PORT ?= 4200
 serve: venv
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m flows.services start --port $(PORT)

@@ -124,17 +124,19 @@ def compress(
     project: str | None = None,
     keep_workspace: bool = False,
     flex: bool = False,
+    given_paths: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run every stage (with ``flex``, the Flexible BERT stages too) for one setting and record it as DVC
-    experiment ``name`` (default: derived from the setting)."""
-    project_dir = Path(project) if project else PROJECT_DIR
+    experiment ``name`` (default: derived from the setting). ``given_paths`` (absolute path -> as the user gave
+    it) is how a parent flow that made paths absolute lets a stage's error name them as given."""
     settings = run_overrides(task, target_macs, int8, quick, overrides or {}) | ({"flex.enabled": True} if flex else {})
+    project_dir, settings, env = absolute_inputs(project, settings, given_paths)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     run_name = name or f"{task}-macs{target_macs:g}{'-int8' if int8 else ''}{'-quick' if quick else ''}-{stamp}"
-    workspace = workspace_task(project_dir, run_name, settings)
+    workspace, env = workspace_task(project_dir, run_name, settings, env)
     stages = TOP_STAGES + (FLEX_STAGES if flex else ())
     for stage in stages:
-        stage_task(workspace, stage)
+        stage_task(workspace, stage, env)
     metrics = record_task(workspace, run_name, stages)
     if not keep_workspace:
         remove_workspace(workspace)

@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from top.data.paths import DATA_DIR_ENV, absolute_env, describe
+from top.data.paths import DATA_DIR_ENV, absolute_env, naming
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 STATE_DIR = PROJECT_DIR / ".work" / "prefect"
@@ -56,10 +56,10 @@ def data_root_note(env: dict[str, str]) -> str:
     if not value:
         return f"${DATA_DIR_ENV} is not set: served runs read GLUE from the Hugging Face hub"
     path = Path(value)
-    named = describe(value, path, env)
+    named = naming(value, path, f"${DATA_DIR_ENV}", env)
     if not path.is_dir():
-        return f"warning: ${DATA_DIR_ENV} {named} does not exist: runs will fail at their first stage"
-    return f"served runs read data from ${DATA_DIR_ENV} {named}"
+        return f"warning: data directory {named} does not exist: runs will fail at their first stage"
+    return f"served runs read data from {named}"
 
 
 def start(port: int, state_dir: Path = STATE_DIR, timeout: float = 120.0, base: Path | None = None) -> dict[str, int]:
@@ -155,6 +155,9 @@ def main() -> None:
         pids = start(arguments.port)
         print(f"server pid {pids['server']}, serve pid {pids['serve']} ({time.perf_counter() - started:.1f} s)")
         print(data_root_note(served_env(arguments.port)))
+        activate = Path(sys.executable).parent / "activate"
+        if activate.is_file():
+            print(f". {activate}   # prefect and dvc on PATH")
         print(f"export PREFECT_API_URL=http://127.0.0.1:{arguments.port}/api")
     else:
         stop()

@@ -2,10 +2,10 @@
 
 Each run clones the project's committed HEAD into ``.work/runs/<name>``, points it at the project's DVC cache
 (so outputs and DVC's run-cache are shared: a stage already computed with the same inputs is restored, not
-rerun), writes its params overrides, reproduces stages one at a time (with absolute paths only: a relative path
-would point elsewhere from inside the clone), then saves the result as a DVC
+rerun), writes its params overrides, reproduces stages one at a time, then saves the result as a DVC
 experiment and pushes it to the project, where `dvc exp show` and `dvc metrics diff` see it. Concurrent runs
-each have their own clone, so they cannot corrupt each other's (or the user's) workspace.
+each have their own clone, so they cannot corrupt each other's (or the user's) workspace. Every path a stage
+gets (params, $TOP_DATA_DIR) is absolute: a relative one would point elsewhere from inside the clone.
 """
 
 from __future__ import annotations

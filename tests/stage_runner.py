@@ -13,7 +13,7 @@ import yaml
 
 from .conftest import REPO_ROOT
 
-PROJECT_FILES = ("dvc.yaml", "top", "pipeline", "studies", ".gitignore", ".dvcignore")
+PROJECT_FILES = ("dvc.yaml", "top", "pipeline", "flows", "studies", ".gitignore", ".dvcignore")
 
 
 def scratch_project(root: Path, params: dict[str, Any]) -> Path:

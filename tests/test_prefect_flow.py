@@ -1,6 +1,7 @@
-"""End to end with real components: a Prefect server on a free loopback port, the served `top/compress`
-deployment, `prefect deployment run` with parameter overrides, DVC experiments compared with `dvc exp diff`,
-a failing stage whose clear error reaches the Prefect logs, and every started process stopped by PID."""
+"""End to end with real components, the README's way: a relative $TOP_DATA_DIR exported before the services
+start (what `make serve` runs, on a free loopback port), the served `top/compress` deployment, `prefect deployment
+run` with parameter overrides, DVC experiments compared with `dvc exp diff`, failing stages whose clear errors
+reach the Prefect logs, and every started process stopped by PID."""
 
 import json
 import re
@@ -23,13 +24,21 @@ def free_port() -> int:
 
 @pytest.fixture
 def served_project(params_dict, tiny_bert_dir, tmp_path):
-    project = scratch_project(tmp_path / "project", tiny_pipeline_params(params_dict, tiny_bert_dir, tmp_path / "data"))
+    """The scratch project in tmp_path/project served with `TOP_DATA_DIR=../data` (data.data_dir null), relative
+    to the directory the services start in, as the README exports it; the stages run in clones deeper down."""
+    params = tiny_pipeline_params(params_dict, tiny_bert_dir, tmp_path / "data")
+    params["data"]["data_dir"] = None
+    project = scratch_project(tmp_path / "project", params)
     env = stage_env(tmp_path)
     init_dvc_repo(project, env)
     port = free_port()
     env |= prefect_env(port, project / ".work" / "prefect")
+    env["TOP_DATA_DIR"] = "../data"
+    # The Makefile's `serve` recipe, run from the project directory.
     started = run([sys.executable, "-m", "flows.services", "start", "--port", str(port)], project, env)
     assert started.returncode == 0, started.stdout + started.stderr
+    data_dir = (tmp_path / "data").resolve()
+    assert f"served runs read data from ../data (from $TOP_DATA_DIR, resolved to {data_dir})" in started.stdout
     pids = [int((project / ".work" / "prefect" / f"{service}.pid").read_text()) for service in SERVICES]
     try:
         yield project, env
@@ -83,6 +92,16 @@ def test_compress_deployment_records_dvc_experiments(served_project):
     logs = flow_run_logs(project, env, failed_id)
     assert "error: stage prune: prune.bins must be at least 1" in logs, logs[-3000:]
     assert "prepare: up to date, skipped" in logs  # the rerun starts at the first stage that has to run
+
+    # A relative path in a run's parameters is relative to the directory the flow runs in: the project.
+    missing, missing_id = deploy_run(
+        project, env, "task=toy", 'overrides={"data.data_dir": "../missing"}', "name=run-missing"
+    )
+    assert missing.returncode != 0 and "in state 'Failed'" in missing.stdout, missing.stdout[-3000:]
+    logs = flow_run_logs(project, env, missing_id)
+    resolved = (project.parent / "missing").resolve()
+    expected = f"error: stage prepare: data directory ../missing (from data.data_dir, resolved to {resolved})"
+    assert f"{expected} does not exist" in logs, logs[-3000:]
 
     sweep, _ = deploy_run(project, env, "task=toy", "targets=[0.5, 1.0]", "int8=false", deployment="top-sweep/sweep")
     assert sweep.returncode == 0 and "in 'Completed'" in sweep.stdout, sweep.stdout[-3000:]

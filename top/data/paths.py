@@ -55,13 +55,13 @@ def with_given(env: Mapping[str, str], given: Mapping[str, str]) -> dict[str, st
 
 
 def absolute_env(env: Mapping[str, str], base: Path) -> dict[str, str]:
-    """A copy of ``env`` whose path variables (``PATH_ENV_VARS``) are absolute, relative ones taken relative to
-    ``base``; each one changed is recorded in ``$TOP_GIVEN_PATHS`` in the form it had."""
+    """A copy of ``env`` whose path variables (``PATH_ENV_VARS``) are absolute, relative ones (~ and $VARS
+    included) taken relative to ``base``; each one changed is recorded in ``$TOP_GIVEN_PATHS`` as it was."""
     env = dict(env)
     given = {}
     for name in PATH_ENV_VARS:
         value = env.get(name)
-        if value:
+        if value and not Path(value).is_absolute():
             resolved = str(absolute(value, base))
             if resolved != value:
                 env[name] = resolved
@@ -71,16 +71,16 @@ def absolute_env(env: Mapping[str, str], base: Path) -> dict[str, str]:
 
 def absolute_params(values: Mapping[str, Any], base: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """Dotted params (``{"data.data_dir": "../data"}``) with their local paths made absolute relative to ``base``,
-    and the forms changed (absolute path -> as given). Other keys, null values and hub model names pass as they
-    are; a backbone is a local path when it starts with '.', '/' or '~' or exists under ``base``, as the stages
-    decide it."""
+    and the forms changed (absolute path -> as given). Other keys, null values, absolute paths and hub model
+    names pass as they are; a backbone is a local path when it starts with '.' or '~' or exists under ``base``
+    (as the stages decide it)."""
     values = dict(values)
     given = {}
     for key in PATH_PARAMS:
         value = values.get(key)
-        if not isinstance(value, str) or not value.strip():
+        if not isinstance(value, str) or not value.strip() or Path(value).is_absolute():
             continue
-        if key == "model.backbone" and not (value.startswith((".", "/", "~")) or (base / value).exists()):
+        if key == "model.backbone" and not (value.startswith((".", "~")) or (base / value).exists()):
             continue
         resolved = str(absolute(value, base))
         if resolved != value:
@@ -89,7 +89,16 @@ def absolute_params(values: Mapping[str, Any], base: Path) -> tuple[dict[str, An
     return values, given
 
 
-def describe(value: str, resolved: Path, env: Mapping[str, str] = os.environ) -> str:
-    """``resolved`` named as the user gave it too, when that differs: "../data (resolved to /home/u/data)"."""
-    given = value if value != str(resolved) else recorded_paths(env).get(str(resolved), value)
-    return f"{given} (resolved to {resolved})" if given != str(resolved) else str(resolved)
+def as_given(value: str, resolved: Path, env: Mapping[str, str] = os.environ) -> str:
+    """How the user gave the path ``value`` that resolved to ``resolved``: ``value`` itself, unless it is the
+    absolute path an earlier step recorded a relative form of."""
+    return value if value != str(resolved) else recorded_paths(env).get(str(resolved), value)
+
+
+def naming(value: str, resolved: Path, origin: str, env: Mapping[str, str] = os.environ) -> str:
+    """``resolved`` named as given and as resolved when they differ: "../data (from $TOP_DATA_DIR, resolved to
+    /home/u/data)", else "/home/u/data (from $TOP_DATA_DIR)"."""
+    given = as_given(value, resolved, env)
+    if given == str(resolved):
+        return f"{resolved} (from {origin})"
+    return f"{given} (from {origin}, resolved to {resolved})"

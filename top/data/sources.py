@@ -15,7 +15,7 @@ from typing import Any
 
 import datasets
 
-from top.data.paths import DATA_DIR_ENV, absolute, describe
+from top.data.paths import DATA_DIR_ENV, absolute, naming
 from top.data.tables import read_rows
 from top.data.tasks import TaskSpec
 from top.errors import DataError
@@ -35,7 +35,7 @@ def resolve_data_dir(configured: str | None) -> Path | None:
     path = absolute(value, Path.cwd())
     if not path.is_dir():
         origin = "data.data_dir" if configured else f"${DATA_DIR_ENV}"
-        raise DataError(f"data directory {describe(value, path)} (from {origin}) does not exist")
+        raise DataError(f"data directory {naming(value, path, origin)} does not exist")
     return path
 
 

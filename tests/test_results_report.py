@@ -1,0 +1,99 @@
+"""`python -m studies.results_report`: docs/RESULTS.md is what the committed records and stage metrics give."""
+
+import json
+
+import pytest
+
+from studies import results_report
+from studies.results_report import REPORT, ROOT, compression_rows, main, record_run, render
+
+PROVENANCE = [
+    "[tiny.json](../artifacts/metrics/experiments/tiny.json)",
+    "Intel Xeon (AMX), 2 threads",
+    "`dvc repro` at `abcdef1`",
+]
+
+
+def tiny_record() -> dict:
+    teacher = {"f1": 0.9, "accuracy": 0.85}
+    return {
+        "command": "dvc repro",
+        "code_commit": "abcdef1234567890",
+        "why": "a synthetic run",
+        "machine": {"cpu": "Intel(R) Xeon(R) Processor", "isa_flags": ["avx2", "amx_int8"], "threads": 2},
+        "prune": {
+            "target_macs": 0.5,
+            "f1": 0.88,
+            "accuracy": 0.8,
+            "teacher": teacher,
+            "delta_points": -2.0,
+            "macs_ratio_real_lengths": 0.5,
+            "macs_ratio_padded_max_length": 0.2,
+        },
+        "baselines": {
+            "metric": "f1",
+            "teacher": 0.9,
+            "details": {
+                "static_topk": {"f1": 0.85, "macs_ratio_real_lengths": 0.51, "macs_ratio_padded_max_length": 0.21},
+                "truncation": {"skipped": "no truncation here"},
+            },
+        },
+        "quantize": {
+            "enabled": True,
+            "metric": "f1",
+            "teacher": {
+                "fp32": teacher,
+                "int8": {"f1": 0.895},
+                "prediction_agreement": 0.99,
+                "macs_ratio_real_lengths": 1.0,
+                "activation_algorithm": "kl",
+            },
+            "top": {
+                "fp32": {"f1": 0.88},
+                "int8": {"f1": 0.87},
+                "prediction_agreement": 0.95,
+                "macs_ratio_real_lengths": 0.5,
+                "activation_algorithm": "kl",
+            },
+        },
+    }
+
+
+def test_the_committed_report_is_current():
+    expected = render(ROOT)
+    assert (ROOT / REPORT).read_text(encoding="utf-8") == expected, (
+        "docs/RESULTS.md is out of date: run `python -m studies.results_report`"
+    )
+
+
+def test_a_run_gives_top_its_baselines_and_int8_rows_against_the_teacher():
+    rows = compression_rows(record_run("tiny", tiny_record()))
+    assert rows == [
+        ["ToP, target 0.5", "F1 0.8800, acc 0.8000", "0.5000 (0.2000)", "-2.00 pt", "", *PROVENANCE],
+        ["static top-k, no training", "F1 0.8500", "0.5100 (0.2100)", "-5.00 pt", "", *PROVENANCE],
+        ["truncation", "no truncation here", "", "", "", *PROVENANCE],
+        ["teacher INT8 (kl ranges)", "F1 0.8950", "1.0000", "-0.50 pt", "99.0%", *PROVENANCE],
+        ["ToP INT8 (kl ranges)", "F1 0.8700", "0.5000", "-3.00 pt", "95.0%", *PROVENANCE],
+    ]
+
+
+def test_check_fails_on_a_stale_report_and_an_unplaced_record_is_still_listed(tmp_path, monkeypatch, capsys):
+    experiments = tmp_path / "artifacts/metrics/experiments"
+    experiments.mkdir(parents=True)
+    (experiments / "tiny.json").write_text(json.dumps(tiny_record()), encoding="utf-8")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / REPORT).write_text("# edited by hand\n", encoding="utf-8")
+    monkeypatch.setattr(results_report, "ROOT", tmp_path)
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--check"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip() == ("docs/RESULTS.md is out of date: run `python -m studies.results_report`")
+
+    main([])
+    report = (tmp_path / REPORT).read_text(encoding="utf-8")
+    assert (
+        "## Other records" in report
+        and "[tiny.json](../artifacts/metrics/experiments/tiny.json): a synthetic run" in report
+    )
+    main(["--check"])
