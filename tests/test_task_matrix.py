@@ -20,7 +20,11 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
+from flows.compress import run_summary
+from pipeline import prepare as prepare_stage
 from pipeline import run_stage
+from pipeline import teacher as teacher_stage
+from pipeline.baselines import compare_with_baselines
 from pipeline.benchmark import benchmark_models
 from pipeline.flex import REGRESSION_SKIP, flex_teacher, skip_reason
 from pipeline.prune import prune_teacher
@@ -327,9 +331,15 @@ def test_task_runs_prepare_teacher_prune_quantize(run_task, task):
             assert output.logits.shape == (2, spec.num_labels)
 
 
-def test_regression_benchmark_quick(run_task, tmp_path):
-    """The benchmark job on the STS-B run: every variant timed, dev Pearson carried next to each."""
+def test_regression_baselines_benchmark_and_flow_summary(run_task, tmp_path):
+    """The rest of the ToP chain on the STS-B run: the baselines at ToP's MACs, the benchmark job (every variant
+    timed, dev Pearson beside each), and the Prefect flow's run summary of it."""
     params, work, metrics = run_task("stsb")
+    compared = compare_with_baselines(work / "prepared", work / "teacher", metrics["prune"], params.prune)
+    assert compared["metric"] == "pearson" and compared["top"] == metrics["prune"]["pearson"]
+    for baseline in ("static_topk", "truncation"):
+        assert {"pearson", "spearman", "macs_ratio_real_lengths"} <= set(compared["details"][baseline])
+
     result = benchmark_models(
         work / "prepared",
         {"teacher": work / "teacher", "top": work / "pruned"},
@@ -345,6 +355,14 @@ def test_regression_benchmark_quick(run_task, tmp_path):
     assert set(result["latency"]) == {"dense-fp32-eager", "dense-int8-eager", "top-fp32-eager", "top-int8-eager"}
     assert json.loads((tmp_path / "benchmark.json").read_text())["summary"]
     assert (tmp_path / "benchmark.png").is_file()
+
+    # The Prefect flow's run summary reads these metrics, with the flex stages skipped for regression.
+    flex = {"task": "stsb", "skipped": REGRESSION_SKIP}
+    table = run_summary(
+        "stsb-run", {name: metrics[name] for name in ("prune", "quantize")} | {"benchmark": result, "flex": flex}
+    )
+    assert f"| ToP dev pearson | {metrics['prune']['pearson']} |" in table
+    assert f"| Flexible BERT | skipped: {REGRESSION_SKIP} |" in table
 
 
 def test_flex_stages_skip_regression_with_a_reason(run_task):
@@ -369,13 +387,13 @@ def test_a_model_that_does_not_fit_the_task_is_one_line_naming_it(
     params["model"]["backbone"] = str(fine_tuned)
     (tmp_path / "params.yaml").write_text(json.dumps(params), encoding="utf-8")  # JSON is YAML
     monkeypatch.chdir(tmp_path)
-    from pipeline import prepare, teacher
-
-    run_stage("prepare", prepare.main)
+    run_stage("prepare", prepare_stage.main)
     with pytest.raises(SystemExit) as stopped:
-        run_stage("teacher", teacher.main)
+        run_stage("teacher", teacher_stage.main)
     assert stopped.value.code == 2
-    message = capsys.readouterr().err.strip().splitlines()[-1]
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    message = stderr.strip().splitlines()[-1]
     assert message.startswith("error: stage teacher: cannot build a BertForSequenceClassification for task stsb")
     assert "head has another shape" in message
 
