@@ -187,6 +187,8 @@ def run_summary(name: str, metrics: dict[str, Any]) -> str:
         lines.append(f"| ToP INT8 dev {metric} | {quantize['top']['int8'].get(metric, 'n/a')} |")
     for key, entry in benchmark.get("summary", {}).items():
         lines.append(f"| speed-up {key} | {entry['speedup_vs_best_dense_fp32']} |")
+        if entry.get("fastest_dense"):
+            lines.append(f"| speed-up {key} vs {entry['fastest_dense']} | {entry['speedup_vs_fastest_dense']} |")
     if metrics.get("flex") and "skipped" in metrics["flex"]:  # disabled, or a QA or regression task
         lines.append(f"| Flexible BERT | skipped: {metrics['flex']['skipped']} |")
     elif metrics.get("flex"):

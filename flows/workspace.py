@@ -57,9 +57,7 @@ def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_tool(
-    args: list[str], cwd: Path, env: Mapping[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def run_tool(args: list[str], cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command (git, dvc, a stage) in ``cwd`` with ``tool_env(env)``; the caller checks the exit code."""
     return subprocess.run(args, cwd=cwd, env=tool_env(env), capture_output=True, text=True, check=False)
 

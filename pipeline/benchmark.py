@@ -3,20 +3,25 @@
 Variants: the dense teacher and the ToP model, each FP32 eager and, when the quantize stage ran, INT8; with
 ``compile`` on, FP32 also with its blocks under torch.compile, and INT8 compiled (INT8 is only fast compiled).
 Dev metrics come from the stages that measured them (prune for FP32, quantize for INT8); a compiled FP32 model
-computes the same function as its eager source.
+computes the same function as its eager source. The peers (``benchmark.peers``: the dense teacher in ONNX Runtime
+and OpenVINO, top.peers) are built here, timed in the same rounds and scored on the dev set here.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import logging
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from pipeline import (
     CHECKPOINT_ROOT,
@@ -29,17 +34,23 @@ from pipeline import (
     run_stage,
 )
 from top.atomic import write_json
-from top.backbone import check_bert_dir, check_task_head, load_tokenizer
+from top.backbone import check_bert_dir, check_task_head, load_float32, load_tokenizer
 from top.bench import SPEEDUP_KEYS, Timing, Variant, machine_info, nested_latency, run_benchmark
 from top.data.prepare import load_prepared
+from top.data.tasks import TaskSpec
 from top.figures import pyplot, save_figure
-from top.params import BenchmarkParams, Params
+from top.params import BenchmarkParams, Params, QuantizeParams
+from top.peers import PEERS, build_peers, evaluate_peer, peer_parts
 from top.pruning.model import pruning_model_class
-from top.quantize import compiled_fp32, load_int8, set_inductor_cache
+from top.quantize import calibration_batches, compiled_fp32, load_int8, set_inductor_cache
 
 log = logging.getLogger(__name__)
 
 INDUCTOR_CACHE = f"{CHECKPOINT_ROOT}/inductor"
+# The peers' ONNX and INT8 files: rebuilt by every run, outside the DVC outputs.
+PEER_DIR = f"{CHECKPOINT_ROOT}/peers"
+QA_PEER_SKIP = "a QA task: the peers are exported sequence classifiers, and no span head is exported"
+INT8_PEER_SKIP = "quantize.enabled is false: no INT8 rows"
 # The quick mode of the tests: every field, in seconds (these params replaced; their values go in the JSON).
 QUICK = {"batch_sizes": [1, 2], "examples": 4, "warmup": 1, "repetitions": 2, "rounds": 2, "compile": False}
 # Every variant the stage can build, in plot order (the latency CSV has a column for each).
@@ -48,7 +59,7 @@ ALL_VARIANTS = tuple(
     for family in ("dense", "top")
     for precision in ("fp32", "int8")
     for runtime in ("eager", "compiled")
-)
+) + tuple("dense-{}-{}".format(*peer_parts(peer)) for peer in PEERS)
 
 
 def benchmark_models(
@@ -61,9 +72,16 @@ def benchmark_models(
     latency_csv: Path,
     plot_png: Path,
     quick: bool = False,
+    quantize: QuantizeParams | None = None,
+    peer_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Time every variant; write ``output_json`` (metrics), ``latency_csv`` (DVC plot data) and ``plot_png``."""
+    """Time every variant; write ``output_json`` (metrics), ``latency_csv`` (DVC plot data) and ``plot_png``.
+
+    ``quantize`` gives the calibration draw and evaluation batch size of the INT8 peers (None: the library
+    defaults); their files go under ``peer_dir`` (None: a temporary directory).
+    """
     params = params.model_copy(update=QUICK) if quick else params
+    quantize = quantize or QuantizeParams()
     settings = {key: getattr(params, key) for key in QUICK}
     torch.set_num_threads(params.threads)
     spec, splits, meta = load_prepared(prepared_dir)
@@ -74,7 +92,7 @@ def benchmark_models(
     for family, name in (("dense", "teacher"), ("top", "top")):
         check_bert_dir(fp32_dirs[name])
         check_task_head(fp32_dirs[name], spec)
-        fp32 = pruning_model_class(fp32_dirs[name]).from_pretrained(str(fp32_dirs[name])).eval()
+        fp32 = load_float32(pruning_model_class(fp32_dirs[name]), fp32_dirs[name]).eval()
         fp32_metric = measured["prune"]["teacher"] if family == "dense" else measured["prune"]
         builds: list[tuple[str, str, Callable[[], Any], Any]] = [("fp32", "eager", lambda m=fp32: m, fp32_metric)]
         if params.compile:
@@ -88,14 +106,24 @@ def benchmark_models(
             variant = Variant(family, precision, runtime, lambda batch, m=model: m(**batch))
             variants.append(variant)
             dev_metric[variant.name] = metrics[spec.primary_metric]
-    rows = run_benchmark(
-        variants,
-        examples,
-        tokenizer,
-        params.batch_sizes,
-        meta["max_length"],
-        Timing.of(params),
-    )
+    with contextlib.ExitStack() as stack:
+        work = peer_dir if peer_dir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        # Quick runs score the peers on the timed examples only, to stay seconds long.
+        dev = examples if quick else splits["eval"]
+        peers = _peer_variants(
+            params, spec, quantized, fp32_dirs["teacher"], work, tokenizer, splits["train"], dev, quantize
+        )
+        for variant, metric in peers["variants"]:
+            variants.append(variant)
+            dev_metric[variant.name] = metric
+        rows = run_benchmark(
+            variants,
+            examples,
+            tokenizer,
+            params.batch_sizes,
+            meta["max_length"],
+            Timing.of(params),
+        )
     for row in rows:
         row["dev_metric"] = dev_metric[row["model"]]
     result = {
@@ -108,6 +136,8 @@ def benchmark_models(
             "dynamic": measured["prune"]["macs_ratio_real_lengths"],
             "padded": measured["prune"]["macs_ratio_padded_max_length"],
         },
+        "dev_metric": dev_metric,
+        "peers": peers["record"],
         "latency": nested_latency(rows),
         "summary": _summary(rows, measured["prune"]),
     }
@@ -115,6 +145,36 @@ def benchmark_models(
     _write_padded_latency(latency_csv, rows)
     plot_benchmark(rows, spec.primary_metric, plot_png)
     return result
+
+
+def _peer_variants(
+    params: BenchmarkParams,
+    spec: TaskSpec,
+    quantized: bool,
+    teacher_dir: Path,
+    work: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    train: datasets.Dataset,
+    dev: datasets.Dataset,
+    quantize: QuantizeParams,
+) -> dict[str, Any]:
+    """The peers as variants with their dev metric, and what benchmark.json says of each (or why it is skipped)."""
+    record: dict[str, Any] = {}
+    if params.peers and spec.is_qa:
+        return {"variants": [], "record": {peer: {"skipped": QA_PEER_SKIP} for peer in params.peers}}
+    wanted = [peer for peer in params.peers if quantized or not peer.endswith("-int8")]
+    record |= {peer: {"skipped": INT8_PEER_SKIP} for peer in params.peers if peer not in wanted}
+    built = build_peers(
+        wanted, teacher_dir, work, params.threads, lambda: calibration_batches(train, tokenizer, quantize)
+    )
+    variants = []
+    for peer, model in built.items():
+        variant = Variant("dense", *peer_parts(peer), lambda batch, m=model: m(**batch))
+        metrics = evaluate_peer(model, spec, dev, tokenizer, quantize.eval_batch_size)
+        variants.append((variant, metrics[spec.primary_metric]))
+        record[peer] = {"model": variant.name, "dev": metrics, "dev_examples": len(dev)}
+        log.info("peer %s: dev %s", peer, metrics)
+    return {"variants": variants, "record": {peer: record[peer] for peer in params.peers}}
 
 
 def _load_int8(model_dir: Path, runtime: str) -> Any:
@@ -125,7 +185,8 @@ def _load_int8(model_dir: Path, runtime: str) -> Any:
 
 
 def _summary(rows: list[dict[str, Any]], prune: dict[str, Any]) -> dict[str, Any]:
-    """ToP's speed-ups next to its MACs reductions (the acceptance figures), at the largest batch and at batch 1."""
+    """ToP's speed-ups next to its MACs reductions (the acceptance figures), at the largest batch and at batch 1,
+    with the dense variant (of any precision and runtime) that was fastest there."""
     largest = max(row["batch_size"] for row in rows)
     summary: dict[str, Any] = {}
     for kind, ratio in (
@@ -133,11 +194,15 @@ def _summary(rows: list[dict[str, Any]], prune: dict[str, Any]) -> dict[str, Any
         ("padded", prune["macs_ratio_padded_max_length"]),
     ):
         for size in sorted({1, largest}):
-            for row in rows:
-                if row["family"] == "top" and row["inputs"] == kind and row["batch_size"] == size:
+            case = [row for row in rows if row["inputs"] == kind and row["batch_size"] == size]
+            dense = [row for row in case if row["family"] == "dense"]
+            fastest = min(dense, key=lambda row: row["median_ms"])["model"] if dense else None
+            for row in case:
+                if row["family"] == "top":
                     speedup = row["speedup_vs_best_dense_fp32"]
                     summary[f"{row['model']}/{kind}/batch_{size}"] = {
                         **{key: row[key] for key in SPEEDUP_KEYS},
+                        "fastest_dense": fastest,
                         "macs_reduction": round(1 / ratio, 3),
                         "speedup_over_macs_reduction": round(speedup * ratio, 3),
                     }
@@ -194,6 +259,8 @@ def main(params: Params) -> None:
         Path(METRICS_DIR) / "benchmark_latency_padded.csv",
         Path(METRICS_DIR) / "benchmark.png",
         quick=quick,
+        quantize=params.quantize,
+        peer_dir=Path(PEER_DIR),
     )
 
 

@@ -19,11 +19,11 @@ import torch
 
 from pipeline import CHECKPOINT_ROOT, FLEX_DIR, METRICS_DIR, PREPARED_DIR, TEACHER_DIR, metrics_path, run_stage
 from top.atomic import atomic_directory, write_json
-from top.backbone import check_bert_dir, check_task_head, load_tokenizer
+from top.backbone import check_bert_dir, check_task_head, load_float32, load_tokenizer
 from top.data.batches import batch_loader
 from top.data.prepare import load_prepared
 from top.data.tasks import TaskSpec
-from top.device import resolve_device
+from top.device import dtype_name, resolve_device, training_dtype
 from top.errors import ModelBuildError
 from top.fingerprint import directory_digest, fingerprint
 from top.flex.importance import rewire, unit_importance
@@ -90,7 +90,7 @@ def flex_teacher(
     check_task_head(teacher_dir, spec)
     tokenizer = load_tokenizer(str(teacher_dir))
     train, importance_slice = train_split_parts(splits["train"], params)
-    teacher = frozen_copy(FlexibleBertForSequenceClassification.from_pretrained(str(teacher_dir)).to(device))
+    teacher = frozen_copy(load_float32(FlexibleBertForSequenceClassification, teacher_dir).to(device))
     layers = teacher.config.num_hidden_layers
     depths = depth_layers(params.depths, layers)
     run = fingerprint(
@@ -99,7 +99,7 @@ def flex_teacher(
     checkpoints = Path(checkpoint_root)
     optimization = Optimization(params.batch_size, params.seed, params.save_steps)
 
-    base = FlexibleBertForSequenceClassification.from_pretrained(str(teacher_dir)).to(device)
+    base = load_float32(FlexibleBertForSequenceClassification, teacher_dir).to(device)
     importance = unit_importance(
         base,
         batch_loader(importance_slice, tokenizer, params.eval_batch_size, shuffle=False, seed=0),
@@ -199,6 +199,8 @@ def flex_teacher(
         versus_static,
         time.perf_counter() - started,
     )
+    # Where the supernet phases trained, and in what compute dtype (the small gates train on the CPU).
+    metrics |= {"device": device.type, "dtype": dtype_name(training_dtype(device))}
     return metrics, points
 
 

@@ -15,7 +15,7 @@ import torch
 
 from pipeline import FLEX_DIR, PREPARED_DIR, TEACHER_DIR, metrics_path, read_stage_metrics, run_stage
 from top.atomic import write_json
-from top.backbone import check_bert_dir, load_tokenizer
+from top.backbone import check_bert_dir, load_float32, load_tokenizer
 from top.bench import Timing, Variant, machine_info, nested_latency, run_benchmark
 from top.data.prepare import load_prepared
 from top.flex.dynamic import dynamic_forward
@@ -45,8 +45,8 @@ def benchmark_flex(
     static = closest_static(measured["grids"][measured["main_supernet"]], best["report_macs_ratio"])
     examples = splits["eval"].shuffle(seed=params.seed).select(range(min(params.examples, len(splits["eval"]))))
     tokenizer = load_tokenizer(str(teacher_dir))
-    dense = TokenPruningBertForSequenceClassification.from_pretrained(str(teacher_dir)).eval()
-    flexible = FlexibleBertForSequenceClassification.from_pretrained(str(flex_dir)).eval()
+    dense = load_float32(TokenPruningBertForSequenceClassification, teacher_dir).eval()
+    flexible = load_float32(FlexibleBertForSequenceClassification, flex_dir).eval()
 
     def route(batch: dict[str, torch.Tensor]) -> Any:
         return dynamic_forward(

@@ -15,9 +15,11 @@ from pipeline import CHECKPOINT_ROOT, PREPARED_DIR, PRUNE_LIVE_DIR, PRUNED_DIR, 
 from top.atomic import atomic_directory, write_json
 from top.backbone import check_bert_dir, check_task_head, load_tokenizer
 from top.data.prepare import load_prepared
+from top.device import resolve_device
 from top.evaluate import Evaluation, evaluate
 from top.fingerprint import directory_digest, fingerprint
 from top.params import Params, PruneParams
+from top.pruning.teacher_cache import TeacherOutputStore
 from top.pruning.train import TRAINING_STATE_FORMAT, load_models, train_token_pruning
 from top.qa.evaluate import QAReference
 
@@ -37,27 +39,26 @@ def prune_teacher(
     """Train ToP on the prepared task from ``teacher_dir``; save the pruned model; return the stage metrics."""
     teacher_dir = Path(teacher_dir)
     check_bert_dir(teacher_dir)
+    device = resolve_device(params.device, "prune.device")
     spec, splits, meta = load_prepared(prepared_dir)
     check_task_head(teacher_dir, spec)
     tokenizer = load_tokenizer(str(teacher_dir))
     teacher, student = load_models(teacher_dir, params)
     max_length = meta["max_length"]
     reference = QAReference.from_prepared(splits, meta)
+    teacher.to(device)  # evaluated where the student trains
     dense = evaluate(teacher, spec, splits["eval"], tokenizer, params.eval_batch_size, max_length, reference)
     log.info("teacher, same evaluation code: %s", dense.metrics)
 
+    teacher_digest = directory_digest(teacher_dir)
     run = fingerprint(
-        {
-            "format": TRAINING_STATE_FORMAT,
-            "prune": params.model_dump(),
-            "data": meta,
-            "teacher": directory_digest(teacher_dir),
-        }
+        {"format": TRAINING_STATE_FORMAT, "prune": params.model_dump(), "data": meta, "teacher": teacher_digest}
     )
     checkpoint_file = Path(checkpoint_root) / f"prune-{run}.pt"
     resumed = checkpoint_file.is_file()
+    store = TeacherOutputStore(Path(checkpoint_root), teacher_digest)
     model, pruned, summary = train_token_pruning(
-        teacher, student, spec, splits, tokenizer, params, max_length, checkpoint_file, reference
+        teacher, student, spec, splits, tokenizer, params, max_length, checkpoint_file, reference, store
     )
     with atomic_directory(output_dir) as staging:
         model.save_pretrained(str(staging))
@@ -93,6 +94,9 @@ def prune_metrics(
         },
         "train_seconds": round(summary["train_seconds"], 2),
         "steps": summary["steps"],
+        "device": summary["device"],
+        "dtype": summary["dtype"],
+        "teacher_outputs": summary["teacher_outputs"],
         "resumed_from_checkpoint": resumed,
     }
 

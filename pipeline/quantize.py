@@ -10,7 +10,7 @@ from typing import Any
 
 from pipeline import INT8_DIR, INT8_SOURCES, PREPARED_DIR, metrics_path, run_stage
 from top.atomic import atomic_directory, write_json
-from top.backbone import check_bert_dir, check_task_head, load_tokenizer
+from top.backbone import check_bert_dir, check_task_head, load_float32, load_tokenizer
 from top.data.prepare import load_prepared
 from top.data.tasks import TaskSpec
 from top.evaluate import Evaluation, evaluate, prediction_agreement, prediction_closeness
@@ -44,7 +44,7 @@ def quantize_models(
     with atomic_directory(output_root) as staging:
         for name, source in sources.items():
             tokenizer = load_tokenizer(str(source))
-            fp32 = pruning_model_class(source).from_pretrained(str(source)).eval()
+            fp32 = load_float32(pruning_model_class(source), source).eval()
             calibration = calibration_batches(splits["train"], tokenizer, params)
             started = time.perf_counter()
             int8, examples = quantize_int8(fp32, calibration, params.activation_algorithm, params.smoothing_alpha)

@@ -20,7 +20,7 @@ import torch
 from pipeline import PREPARED_DIR, PRUNED_DIR, run_stage
 from pipeline.quantize import quantize_models
 from studies.experiment_file import write_experiment
-from top.backbone import load_tokenizer
+from top.backbone import load_float32, load_tokenizer
 from top.data.prepare import load_prepared
 from top.params import INT8_ACTIVATION_ALGORITHMS, Params, QuantizeParams
 from top.pruning.model import pruning_model_class
@@ -72,7 +72,7 @@ def main(params: Params) -> None:
 
 def linear_input_ranges(train: datasets.Dataset, params: QuantizeParams) -> dict[str, dict[str, float]]:
     """Per linear of the FP32 ToP model: the largest and the median per-channel max |input| on the calibration draw."""
-    model = pruning_model_class(PRUNED_DIR).from_pretrained(PRUNED_DIR).eval()
+    model = load_float32(pruning_model_class(PRUNED_DIR), PRUNED_DIR).eval()
     batches = calibration_batches(train, load_tokenizer(PRUNED_DIR), params)
     maxima = record_input_maxima(model.bert.encoder.layer, lambda: [model(**batch) for batch in batches])
     return {

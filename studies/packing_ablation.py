@@ -12,7 +12,7 @@ import torch
 
 from pipeline import PREPARED_DIR, PRUNED_DIR, TEACHER_DIR, run_stage
 from studies.experiment_file import write_experiment
-from top.backbone import check_bert_dir, load_tokenizer
+from top.backbone import check_bert_dir, load_float32, load_tokenizer
 from top.bench import Timing, Variant, nested_latency, run_benchmark
 from top.data.prepare import load_prepared
 from top.params import Params
@@ -34,9 +34,9 @@ def main(params: Params) -> None:
     spec, splits, meta = load_prepared(PREPARED_DIR)
     examples = splits["eval"].shuffle(seed=settings.seed).select(range(min(settings.examples, len(splits["eval"]))))
     models = {
-        ("dense", "eager"): TokenPruningBertForSequenceClassification.from_pretrained(TEACHER_DIR).eval(),
-        ("top", "packed"): TokenPruningBertForSequenceClassification.from_pretrained(PRUNED_DIR).eval(),
-        ("top", "unpacked"): UnpackedFeedForward.from_pretrained(PRUNED_DIR).eval(),
+        ("dense", "eager"): load_float32(TokenPruningBertForSequenceClassification, TEACHER_DIR).eval(),
+        ("top", "packed"): load_float32(TokenPruningBertForSequenceClassification, PRUNED_DIR).eval(),
+        ("top", "unpacked"): load_float32(UnpackedFeedForward, PRUNED_DIR).eval(),
     }
     variants = [
         Variant(family, "fp32", runtime, lambda batch, model=model: model(**batch))

@@ -2,8 +2,9 @@
 
 `python -m studies.summary` reads the current stage metrics (artifacts/metrics/*.json) of the checkout it runs in,
 so a user sees the outcome of the run without opening JSON files: the dev metric of each model, its encoder MACs
-against the dense teacher, and its speed-up over the fastest dense FP32 model at batch 1 and the largest batch
-(real-length inputs), then where the models are.
+against the dense teacher, and its speed-up over the fastest dense FP32 model and over the fastest dense model of
+any precision and runtime (ONNX Runtime and OpenVINO peers included) at batch 1 and the largest batch (real-length
+inputs), then where the models are.
 """
 
 from __future__ import annotations
@@ -18,26 +19,32 @@ INPUTS = "dynamic"  # real lengths, dynamic padding: the shapes users send
 
 
 def model_rows(prune: dict[str, Any], quantize: dict[str, Any], benchmark: dict[str, Any]) -> list[list[str]]:
-    """One row per benchmarked model: name, dev metric, MACs ratio, speed-up at the smallest and largest batch."""
+    """One row per benchmarked model: name, dev metric, MACs ratio, and at the smallest and largest batch the
+    speed-up over the fastest dense FP32 model and over the fastest dense model of any runtime."""
     metric = benchmark["metric"]
     scores = {"dense-fp32": prune["teacher"][metric], "top-fp32": prune[metric]}
     if quantize.get("enabled"):
         scores |= {
             f"{family}-int8": quantize[name]["int8"][metric] for family, name in (("dense", "teacher"), ("top", "top"))
         }
+    measured = benchmark.get("dev_metric", {})  # every model's, the peers' included (older runs: none)
     macs = {"dense": 1.0, "top": prune["macs_ratio_real_lengths"]}
     rows = []
     for model, by_inputs in benchmark["latency"].items():
         family, precision, _runtime = model.split("-")
         cells = by_inputs[INPUTS]
         batches = sorted(cells, key=lambda key: int(key.removeprefix("batch_")))
-        speedups = [cells[batch]["speedup_vs_best_dense_fp32"] for batch in (batches[0], batches[-1])]
+        speedups = [
+            cells[batch].get(key)
+            for key in ("speedup_vs_best_dense_fp32", "speedup_vs_fastest_dense")
+            for batch in (batches[0], batches[-1])
+        ]
         rows.append(
             [
                 model,
-                f"{scores[f'{family}-{precision}']:.4f}",
+                f"{measured.get(model, scores.get(f'{family}-{precision}')):.4f}",
                 f"{macs[family]:.3f}",
-                *(f"{speedup:.2f}x" for speedup in speedups),
+                *("-" if speedup is None else f"{speedup:.2f}x" for speedup in speedups),
             ]
         )
     return rows
@@ -62,10 +69,17 @@ def summary() -> str:
     batches = sorted(
         {int(key.removeprefix("batch_")) for cells in benchmark["latency"].values() for key in cells[INPUTS]}
     )
-    header = ["model", f"dev {benchmark['metric']}", "MACs", f"speed-up b{batches[0]}", f"speed-up b{batches[-1]}"]
+    ends = (batches[0], batches[-1])
+    header = [
+        "model",
+        f"dev {benchmark['metric']}",
+        "MACs",
+        *(f"vs FP32 b{size}" for size in ends),
+        *(f"vs any b{size}" for size in ends),
+    ]
     lines = [
-        f"{benchmark['task']}: ToP at prune.target_macs {prune['target_macs']} "
-        f"(speed-ups over the fastest dense FP32 model, real-length inputs)",
+        f"{benchmark['task']}: ToP at prune.target_macs {prune['target_macs']} (speed-ups over the fastest dense "
+        "FP32 model, and over the fastest dense model of any precision and runtime; real-length inputs)",
         "",
         format_table(header, model_rows(prune, quantize, benchmark)),
         "",

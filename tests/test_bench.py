@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from top.backbone import load_tokenizer
-from top.bench import Timing, Variant, run_benchmark
+from top.bench import SPEEDUP_KEYS, Timing, Variant, run_benchmark
 
 
 class FakeMachine:
@@ -24,13 +24,13 @@ class FakeMachine:
     def clock(self) -> float:
         return self.now
 
-    def variant(self, family: str, runtime: str, cost_per_example: float) -> Variant:
+    def variant(self, family: str, runtime: str, cost_per_example: float, precision: str = "fp32") -> Variant:
         def run(batch: dict[str, torch.Tensor]) -> None:
             factor = self.slowness if len(self.calls) in self.slow_calls else 1.0
             self.calls.append((f"{family}-{runtime}", batch["input_ids"].shape[0], int(batch["input_ids"][0, 1])))
             self.now += factor * cost_per_example * batch["input_ids"].shape[0]
 
-        return Variant(family, "fp32", runtime, run)
+        return Variant(family, precision, runtime, run)
 
 
 @pytest.fixture
@@ -108,6 +108,24 @@ def test_best_dense_variant_is_the_baseline_per_round(split_and_tokenizer):
     assert by_model["top-fp32-eager"]["speedup_vs_best_dense_fp32"] == pytest.approx(2.0)
     assert by_model["dense-fp32-eager"]["speedup_vs_best_dense_fp32"] == pytest.approx(0.8)
     assert by_model["top-fp32-eager"]["round_medians_ms"] == pytest.approx([3200.0] * 3)
+
+
+def test_fastest_dense_of_any_precision_and_runtime_is_the_second_baseline(split_and_tokenizer):
+    """A dense INT8 peer in another runtime sets the second speed-up's baseline, never the FP32 one."""
+    machine = FakeMachine()
+    variants = [
+        machine.variant("dense", "eager", 2.0),
+        machine.variant("dense", "ort", 1.0, precision="int8"),
+        machine.variant("top", "compiled", 0.5, precision="int8"),
+    ]
+    rows = _bench(machine, variants, split_and_tokenizer, Timing(warmup=0, repetitions=4, rounds=2))
+    by_model = {row["model"]: row for row in rows if row["inputs"] == "dynamic" and row["batch_size"] == 1}
+    top, peer = by_model["top-int8-compiled"], by_model["dense-int8-ort"]
+    assert top["speedup_vs_best_dense_fp32"] == pytest.approx(4.0)
+    assert top["speedup_vs_fastest_dense"] == pytest.approx(2.0)
+    assert top["speedup_vs_fastest_dense_min_over_rounds"] == top["speedup_vs_fastest_dense_max_over_rounds"] == 2.0
+    assert peer["speedup_vs_best_dense_fp32"] == pytest.approx(2.0) and peer["speedup_vs_fastest_dense"] == 1.0
+    assert set(SPEEDUP_KEYS) <= set(top)
 
 
 @pytest.mark.parametrize(("warmup", "repetitions", "rounds"), [(-1, 5, 1), (0, 5, 0), (0, 5, 6)])

@@ -66,7 +66,12 @@ def test_dvc_repro_whole_pipeline_on_a_tiny_model(params_dict, tiny_bert_dir, tm
         "dense-int8-eager",
         "top-fp32-eager",
         "top-int8-eager",
+        "dense-fp32-ort",
+        "dense-int8-ort",
+        "dense-fp32-openvino",
+        "dense-int8-openvino",
     }
+    assert set(benchmark["dev_metric"]) == set(benchmark["latency"])
     assert benchmark["latency"]["top-int8-eager"]["padded"]["batch_4"]["median_ms"] > 0
     assert (project / "artifacts/metrics/benchmark.png").stat().st_size > 0
     flex = json.loads((project / "artifacts/metrics/flex.json").read_text())
@@ -85,7 +90,10 @@ def test_dvc_repro_whole_pipeline_on_a_tiny_model(params_dict, tiny_bert_dir, tm
     assert quick.returncode == 0, quick.stderr[-3000:]
     benchmark = json.loads((project / "artifacts/metrics/benchmark.json").read_text())
     assert benchmark["quick"] is True and benchmark["settings"]["batch_sizes"] == [1, 2]
-    assert set(benchmark) == {"task", "metric", "quick", "settings", "machine", "macs_ratio", "latency", "summary"}
+    assert set(benchmark) == {
+        *("task", "metric", "quick", "settings", "machine", "macs_ratio"),
+        *("dev_metric", "peers", "latency", "summary"),
+    }
     assert {"cpu", "logical_cores", "isa_flags", "threads", "torch", "neural_compressor"} <= set(benchmark["machine"])
     row = benchmark["latency"]["top-fp32-eager"]["dynamic"]["batch_2"]
     assert set(row) == {"median_ms", "p90_ms", "examples_per_second", "round_medians_ms", *SPEEDUP_KEYS}
@@ -116,5 +124,7 @@ def test_dvc_repro_whole_pipeline_on_squad(params_dict, tiny_bert_dir, shared_da
     assert set(quantize["top"]["int8"]) == {"exact_match", "f1"}
     benchmark = json.loads((project / "artifacts/metrics/benchmark.json").read_text())
     assert benchmark["latency"]["top-int8-eager"]["padded"]["batch_4"]["median_ms"] > 0
+    assert not any(model.endswith(("-ort", "-openvino")) for model in benchmark["latency"])
+    assert all("QA task" in peer["skipped"] for peer in benchmark["peers"].values())
     assert "skipped" in json.loads((project / "artifacts/metrics/flex.json").read_text())
     assert "skipped" in json.loads((project / "artifacts/metrics/flex_benchmark.json").read_text())

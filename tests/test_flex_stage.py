@@ -27,6 +27,7 @@ def test_flex_job_measures_grids_and_the_dynamic_range_and_resumes(toy_top, para
         tmp_path / "prepared", tmp_path / "teacher", params, tmp_path / "flex", tmp_path / "ckpt"
     )
     assert set(metrics["grids"]) == {"grafted", "plain"}
+    assert metrics["device"] == "cpu" and metrics["dtype"] == "float32"
     assert len(metrics["grids"]["grafted"]) == 2 * 3  # widths x depths (3 layers: 3, 2, 1)
     assert metrics["training"]["grafted_width"]["grafts"] > 0 and metrics["training"]["plain_width"]["grafts"] == 0
     assert len(metrics["grafting_gain_per_subnet"]) == 6

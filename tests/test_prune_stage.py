@@ -23,6 +23,9 @@ def test_prune_then_compare(toy_top):
     assert metrics["delta_points"] == pytest.approx(100 * (metrics["accuracy"] - metrics["teacher"]["accuracy"]))
     assert list(metrics["keep_ratios"]) == ["layer_1"] and metrics["resumed_from_checkpoint"] is False
     assert not list(tmp_path.glob("prune-*.pt")), "the finished run's checkpoint is removed"
+    assert metrics["device"] == "cpu" and metrics["dtype"] == "float32"
+    assert metrics["teacher_outputs"]["source"] == "computed"
+    assert len(list(tmp_path.glob("teacher-outputs-*.pt"))) == 1, "the teacher outputs are kept for later runs"
     header = (tmp_path / "live" / HISTORY_FILE).read_text().splitlines()[0].split("\t")
     assert {"step", "macs_ratio", "target", "dev_score"} <= set(header)
 

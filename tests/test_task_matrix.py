@@ -352,7 +352,12 @@ def test_regression_baselines_benchmark_and_flow_summary(run_task, tmp_path):
         quick=True,
     )
     assert result["task"] == "stsb" and result["metric"] == "pearson"
-    assert set(result["latency"]) == {"dense-fp32-eager", "dense-int8-eager", "top-fp32-eager", "top-int8-eager"}
+    peers = {"dense-fp32-ort", "dense-int8-ort", "dense-fp32-openvino", "dense-int8-openvino"}
+    own = {"dense-fp32-eager", "dense-int8-eager", "top-fp32-eager", "top-int8-eager"}
+    assert set(result["latency"]) == own | peers
+    assert {entry["model"] for entry in result["peers"].values()} == peers
+    assert all(-1 <= result["dev_metric"][model] <= 1 for model in peers)  # Pearson, scored here on dev
+    assert all(cell["speedup_vs_fastest_dense"] > 0 for cell in result["latency"]["top-int8-eager"]["dynamic"].values())
     assert json.loads((tmp_path / "benchmark.json").read_text())["summary"]
     assert (tmp_path / "benchmark.png").is_file()
 

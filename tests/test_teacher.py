@@ -1,6 +1,7 @@
 """Teacher fine-tuning on a tiny random BERT: outputs, repeatability and bad inputs."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,7 @@ def test_teacher_trains_saves_and_repeats(params_dict, tiny_bert_dir, tmp_path, 
         assert metrics[key] >= 0, key
     assert metrics["train_examples"] == 24 and metrics["eval_examples"] == {"eval": 12}
     assert metrics["resumed_from_checkpoint"] is None
+    assert metrics["device"] == "cpu" and metrics["dtype"] == "float32"
 
     model = BertForSequenceClassification.from_pretrained(tmp_path / "a/teacher")
     assert model.config.num_labels == 2
@@ -118,3 +120,26 @@ def test_group_by_length_picks_the_trainer_sampler(params_dict, tiny_bert_dir, t
     params = toy_params(params_dict, tmp_path, tiny_bert_dir, group_by_length=grouped)
     arguments = teacher_module._training_arguments(params.teacher, tmp_path / "ckpt", "cpu")
     assert arguments.train_sampling_strategy == strategy
+
+
+def test_teacher_trains_without_dvclive(params_dict, tiny_bert_dir, tmp_path, monkeypatch, caplog):
+    """DVCLive is an optional extra: without it the teacher trains and saves the same, minus the live curves."""
+    monkeypatch.setitem(sys.modules, "dvclive", None)  # `import dvclive` now raises ImportError
+    toy_dataset(tmp_path)
+    params = toy_params(params_dict, tmp_path, tiny_bert_dir, epochs=1)
+    with caplog.at_level("INFO", logger="top.teacher"):
+        metrics = run_teacher(params, tmp_path / "run")
+    assert metrics["accuracy"] >= 0 and metrics["device"] == "cpu" and metrics["dtype"] == "float32"
+    assert BertForSequenceClassification.from_pretrained(tmp_path / "run/teacher").config.num_labels == 2
+    assert [path.name for path in (tmp_path / "run/live").iterdir()] == [teacher_module.NO_LIVE_NOTE]
+    assert sum("dvclive is not installed" in record.message for record in caplog.records) == 1
+
+
+@pytest.mark.parametrize(("device", "bf16"), [("cpu", False), ("cuda", True)])
+def test_the_trainer_computes_in_bf16_on_cuda_only(params_dict, tiny_bert_dir, tmp_path, monkeypatch, device, bf16):
+    """The arguments the Trainer gets per device (captured: building real CUDA arguments needs a GPU)."""
+    params = toy_params(params_dict, tmp_path, tiny_bert_dir)
+    monkeypatch.setattr(teacher_module, "TrainingArguments", lambda **arguments: arguments)
+    arguments = teacher_module._training_arguments(params.teacher, tmp_path / "ckpt", device)
+    assert arguments["bf16"] is bf16 and arguments["dataloader_pin_memory"] is bf16
+    assert arguments["use_cpu"] is (device == "cpu")

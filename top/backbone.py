@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, TypeVar
 
-from transformers import AutoConfig, AutoTokenizer, BertConfig, PreTrainedTokenizerBase
+import torch
+from transformers import AutoConfig, AutoTokenizer, BertConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from top.data.tasks import TaskSpec
 from top.errors import ModelBuildError, ModelDirError
 
 EMBEDDED_BACKBONE_NAMES = ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
+
+Model = TypeVar("Model", bound=PreTrainedModel)
 
 
 def resolve_backbone(name: str) -> str:
@@ -91,3 +95,13 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
         return AutoTokenizer.from_pretrained(location)
     except (OSError, ValueError) as exc:
         raise ModelDirError(f"cannot load a tokenizer for {name!r}: {exc}") from None
+
+
+def load_float32(model_class: type[Model], location: str | Path, **kwargs: Any) -> Model:
+    """``model_class.from_pretrained(location)`` in float32, whatever precision the weights were saved in.
+
+    transformers keeps a checkpoint's saved dtype by default, so a model copied off a GPU host in half precision
+    (``top.transfer``) would otherwise train or run in float16 here: the CPU stages (evaluation, INT8 calibration,
+    latency) and the training stages' float32 master weights all expect float32.
+    """
+    return model_class.from_pretrained(str(location), dtype=torch.float32, **kwargs)

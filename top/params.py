@@ -54,6 +54,9 @@ Share = Annotated[Float, Field(gt=0, le=1)]
 Int8ActivationAlgorithm = Literal["kl", "minmax"]
 INT8_ACTIVATION_ALGORITHMS: tuple[str, ...] = get_args(Int8ActivationAlgorithm)
 
+# The dense teacher in another runtime, timed next to the project's models (top.peers): <runtime>-<precision>.
+Peer = Literal["ort-fp32", "ort-int8", "openvino-fp32", "openvino-int8"]
+
 
 def _fail(message: str) -> PydanticCustomError:
     """A cross-field error whose message already names its dotted keys."""
@@ -167,6 +170,7 @@ class PruneParams(_Section):
     eval_batch_size: int = Field(64, ge=1)
     eval_steps: int = Field(50, ge=1)
     macs_tolerance: Float = Field(0.01, ge=0, le=1)
+    cache_teacher_outputs: bool = True
     seed: int = Field(42, ge=0)
     device: Device = "auto"
     threads: int | None = Field(None, ge=1)
@@ -204,6 +208,8 @@ class BenchmarkParams(_Section):
     # Timed calls are split into this many rounds that interleave the models (at least one call per round).
     rounds: int = Field(5, ge=1)
     compile: bool = True
+    # The dense teacher exported to other runtimes and timed in the same rounds; [] times none.
+    peers: list[Peer] = ["ort-fp32", "ort-int8", "openvino-fp32", "openvino-int8"]
     seed: int = Field(42, ge=0)
 
     @model_validator(mode="after")
@@ -213,6 +219,8 @@ class BenchmarkParams(_Section):
                 f"benchmark.rounds ({self.rounds}) must not exceed benchmark.repetitions ({self.repetitions}): "
                 "every round times at least one call"
             )
+        if len(set(self.peers)) != len(self.peers):
+            raise _fail(f"benchmark.peers lists a peer twice: {self.peers}")
         return self
 
 

@@ -1,8 +1,9 @@
 """Teacher fine-tuning with the Hugging Face ``Trainer``.
 
-Trainer gives us checkpointing, resume, evaluation and the DVCLive callback; what this module adds is the
-part that makes a stage reproducible: seeds, a checkpoint directory keyed by everything that determines the
-run (so a rerun after a kill resumes the *same* run and never a stale one), and an atomic final save.
+Trainer gives us checkpointing, resume, evaluation, bf16 autocast on CUDA and the DVCLive callback; what this
+module adds is the part that makes a stage reproducible: seeds, a checkpoint directory keyed by everything that
+determines the run (so a rerun after a kill resumes the *same* run and never a stale one), and an atomic final
+save. DVCLive is an optional extra: without it the teacher trains the same and only the live curves are missing.
 """
 
 from __future__ import annotations
@@ -16,25 +17,24 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-from dvclive import Live
 from transformers import (
     BertForQuestionAnswering,
     BertForSequenceClassification,
     DataCollatorWithPadding,
     EvalPrediction,
     Trainer,
+    TrainerCallback,
     TrainerState,
     TrainingArguments,
     set_seed,
 )
-from transformers.integrations import DVCLiveCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from top.atomic import atomic_directory
-from top.backbone import load_bert_config, load_tokenizer, resolve_backbone
+from top.backbone import load_bert_config, load_float32, load_tokenizer, resolve_backbone
 from top.data.prepare import load_prepared
 from top.data.tasks import TaskSpec
-from top.device import resolve_device
+from top.device import dtype_name, resolve_device, training_dtype
 from top.errors import ModelBuildError, ParamsError
 from top.fingerprint import fingerprint
 from top.metrics import compute_metrics, predictions_from_logits
@@ -42,6 +42,9 @@ from top.params import TeacherParams
 from top.qa.evaluate import QAReference
 
 log = logging.getLogger(__name__)
+
+# Written into the live-curves output in place of DVCLive's files when dvclive is not installed.
+NO_LIVE_NOTE = "NO_DVCLIVE"
 
 
 def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
@@ -92,7 +95,6 @@ def finetune_teacher(
     last_checkpoint = last_complete_checkpoint(checkpoint_dir)
     if last_checkpoint:
         log.info("resuming from %s", last_checkpoint)
-    live = Live(dir=str(checkpoint_dir / "live"), resume=last_checkpoint is not None, save_dvc_exp=False, dvcyaml=None)
     trainer = Trainer(
         model=model,
         args=_training_arguments(params, checkpoint_dir, device),
@@ -101,7 +103,7 @@ def finetune_teacher(
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=lambda prediction: _score(spec, splits, meta, prediction),
-        callbacks=[DVCLiveCallback(live=live)],
+        callbacks=_live_callbacks(checkpoint_dir / "live", resume=last_checkpoint is not None),
     )
     started = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=last_checkpoint)
@@ -123,13 +125,17 @@ def finetune_teacher(
         trainer.save_model(str(staging))
         tokenizer.save_pretrained(str(staging))
     with atomic_directory(live_dir) as staging:
-        shutil.copytree(checkpoint_dir / "live", staging, dirs_exist_ok=True)
+        if (checkpoint_dir / "live").is_dir():
+            shutil.copytree(checkpoint_dir / "live", staging, dirs_exist_ok=True)
+        else:
+            (staging / NO_LIVE_NOTE).write_text("dvclive is not installed: no live training curves\n", encoding="utf-8")
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
     return {
         "task": spec.name,
         "backbone": backbone,
         "device": device,
+        "dtype": dtype_name(training_dtype(device)),
         **evaluation["eval"],  # the primary split's metrics at top level, for `dvc metrics diff`
         "eval": evaluation,
         "train_examples": len(splits["train"]),
@@ -141,6 +147,18 @@ def finetune_teacher(
         "eval_examples_per_second": round(float(np.mean(eval_speed)), 3),
         "resumed_from_checkpoint": Path(last_checkpoint).name if last_checkpoint else None,
     }
+
+
+def _live_callbacks(live_dir: Path, resume: bool) -> list[TrainerCallback]:
+    """DVCLive's callback, logging the training curves to ``live_dir``, when dvclive is installed; else none."""
+    try:
+        from dvclive import Live
+    except ImportError:
+        log.info("dvclive is not installed: training without live curves (pip install dvclive to record them)")
+        return []
+    from transformers.integrations import DVCLiveCallback
+
+    return [DVCLiveCallback(live=Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None))]
 
 
 def _final_evaluation(spec: TaskSpec, state: TrainerState) -> tuple[dict[str, float], float] | None:
@@ -175,7 +193,7 @@ def _new_model(
     if not spec.is_qa:
         config.problem_type = "regression" if spec.is_regression else "single_label_classification"
     try:
-        model = model_class.from_pretrained(resolve_backbone(backbone), config=config)
+        model = load_float32(model_class, resolve_backbone(backbone), config=config)
     except (OSError, ValueError, TypeError, RuntimeError) as exc:
         cause = " ".join(f"{type(exc).__name__}: {exc}".split())
         if "ignore_mismatched_sizes" in cause:
@@ -210,6 +228,8 @@ def _training_arguments(params: TeacherParams, checkpoint_dir: Path, device: str
         seed=params.seed,
         data_seed=params.seed,
         use_cpu=device == "cpu",
+        bf16=training_dtype(device) == torch.bfloat16,  # autocast; the weights and the saved model stay float32
+        dataloader_pin_memory=device == "cuda",
         report_to="none",
         optim="adamw_torch_fused",
         train_sampling_strategy="group_by_length" if params.group_by_length else "random",

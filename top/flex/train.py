@@ -6,7 +6,7 @@ cross-entropy against the teacher's logits (MSE for regression) plus ``hidden_we
 hidden states (embedding output included; a depth-d student's state i is matched to the teacher's state
 floor(i * L / d)), averaged over real tokens. In the width stage, layer-wise grafting runs every
 1/``grafts_per_epoch`` epoch except in the last epoch, after the optimizer step, with importance measured on a
-held-out slice of the training data.
+held-out slice of the training data. On CUDA the forwards run under bf16 autocast and the losses in float32.
 
 The gates see a frozen supernet, so their inputs are computed once: the [CLS] state entering every layer when
 the whole model runs at each gate width, and each example's label, the smallest width whose prediction is
@@ -33,6 +33,7 @@ from transformers import PreTrainedTokenizerBase
 
 from top.checkpoint import restore_training_state, save_training_state
 from top.data.batches import batch_loader, model_inputs
+from top.device import autocast_for
 from top.flex.grafting import graft
 from top.flex.importance import unit_importance
 from top.flex.supernet import FlexibleBertForSequenceClassification
@@ -115,7 +116,12 @@ def train_supernet(
     while state["step"] < total_steps:
         epoch, skip = divmod(state["step"], batches_per_epoch)
         loader = batch_loader(
-            train_split, tokenizer, optimization.batch_size, shuffle=True, seed=optimization.seed + epoch
+            train_split,
+            tokenizer,
+            optimization.batch_size,
+            shuffle=True,
+            seed=optimization.seed + epoch,
+            pin_memory=device.type == "cuda",
         )
         for position, batch in enumerate(loader):
             if position < skip:
@@ -124,18 +130,21 @@ def train_supernet(
                 break
             student.train()
             inputs = model_inputs(batch, device)
-            with torch.no_grad():
+            with torch.no_grad(), autocast_for(device):
                 target = teacher(**inputs, output_hidden_states=True)
+            teacher_logits = target.logits.float()
+            teacher_states = [state.float() for state in target.hidden_states]
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             for depth in stage.depths:
                 for width in stage.widths:
-                    out = student(**inputs, width=width, depth=depth, output_hidden_states=True)
+                    with autocast_for(device):
+                        out = student(**inputs, width=width, depth=depth, output_hidden_states=True)
                     loss = distillation_loss(
-                        out.logits,
-                        out.hidden_states,
-                        target.logits,
-                        target.hidden_states,
+                        out.logits.float(),
+                        [state.float() for state in out.hidden_states],
+                        teacher_logits,
+                        teacher_states,
                         inputs["attention_mask"],
                         stage.hidden_weight,
                         regression,

@@ -1,12 +1,15 @@
 """ToP training: ranking distillation plus coarse-to-fine L0 masks under a Lagrangian MACs constraint.
 
-One step: sample the masks, run the student in ``train`` mode and the frozen teacher; the loss is the logit
-distillation (KL at temperature T, scaled by T^2; MSE for regression) with an optional MSE on the head's input
-states (our addition, off at weight 0), the Lagrangian term on the expected MACs ratio, and the ARP2 ranking
-loss on the distilled layers, whose weight decays with the MACs warm-up (to 1% of its value, as in the
-authors' recipe). Model weights, masks and multipliers have their own optimizers;
+One step: sample the masks, run the student in ``train`` mode and look up the frozen teacher's outputs (computed
+once for the whole training split, see ``teacher_cache``; with ``prune.cache_teacher_outputs`` false the teacher
+runs in every step); the loss is the logit distillation (KL at temperature T, scaled by T^2; MSE for regression)
+with an optional MSE on the head's input states (our addition, off at weight 0), the Lagrangian term on the
+expected MACs ratio, and the ARP2 ranking loss on the distilled layers, whose weight decays with the MACs warm-up
+(to 1% of its value, as in the authors' recipe). Model weights, masks and multipliers have their own optimizers;
 the multipliers ascend. Evaluation uses the deterministic keep ratios on the physically pruned model, and a
 checkpoint can become the best one only once its measured MACs ratio meets the target (see ``selection_rank``).
+
+On CUDA the forwards run under bf16 autocast; the losses, the masks and the Lagrangian are computed in float32.
 
 After ``epochs`` of this search, ``finetune_epochs`` more train the best checkpoint's weights with its keep
 ratios frozen: logit distillation on the physically pruned model, the deployed forward itself. The authors
@@ -28,10 +31,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from top.backbone import load_float32
 from top.checkpoint import restore_training_state, save_training_state
-from top.data.batches import batch_loader, model_inputs
+from top.data.batches import batch_loader, model_inputs, with_example_index
 from top.data.tasks import TaskSpec
-from top.device import resolve_device
+from top.device import autocast_for, dtype_name, resolve_device, training_dtype
 from top.errors import ParamsError
 from top.evaluate import Evaluation, evaluate
 from top.optim import adamw
@@ -52,6 +56,13 @@ from top.pruning.model import (
     pruning_model_class,
 )
 from top.pruning.ranking_loss import ranking_distillation_loss
+from top.pruning.teacher_cache import (
+    TeacherOutputStore,
+    TeacherTargets,
+    cached_teacher_outputs,
+    output_names,
+    teacher_targets,
+)
 from top.qa.evaluate import QAReference
 
 log = logging.getLogger(__name__)
@@ -69,7 +80,7 @@ def load_models(
     teacher_dir: str | Path, params: PruneParams
 ) -> tuple[TokenPruningBertPreTrainedModel, TokenPruningBertPreTrainedModel]:
     """The frozen dense teacher and a student initialised from it, with the prune layers of ``params``."""
-    teacher = pruning_model_class(teacher_dir).from_pretrained(str(teacher_dir)).eval()
+    teacher = load_float32(pruning_model_class(teacher_dir), teacher_dir).eval()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     layers = teacher.config.num_hidden_layers
@@ -96,7 +107,7 @@ def load_with_schedule(
     configure_pruning(config, prune_layers, keep_ratios)
     if model_class is TokenPruningBertForQuestionAnswering:
         config.protect_question = protect_question
-    return model_class.from_pretrained(str(model_dir), config=config)
+    return load_float32(model_class, model_dir, config=config)
 
 
 def train_token_pruning(
@@ -109,13 +120,15 @@ def train_token_pruning(
     max_length: int,
     checkpoint_file: str | Path | None = None,
     reference: QAReference | None = None,
+    teacher_store: TeacherOutputStore | None = None,
 ) -> tuple[TokenPruningBertPreTrainedModel, Evaluation, dict[str, Any]]:
     """Train ``student``; return the best model (keep ratios set in its config), its evaluation and a log.
 
     With ``checkpoint_file``, the whole training state (weights, masks, multipliers, optimizers, RNG, best
     model so far, phase) is written there at every evaluation, and a rerun resumes from it: data order and
     mask samples are seeded per epoch and restored, so a resumed run ends where an uninterrupted one would.
-    A QA task needs its ``reference`` to score the eval windows.
+    A QA task needs its ``reference`` to score the eval windows. With ``prune.cache_teacher_outputs``, the
+    teacher's outputs are computed once before the first step, and kept in ``teacher_store`` when one is given.
     """
     torch.manual_seed(params.seed)
     if params.threads is not None:
@@ -126,6 +139,13 @@ def train_token_pruning(
     constraint = LagrangianConstraint()
     for module in (teacher, student, masks, constraint):
         module.to(device)
+    train_split, cached, cache_log = splits["train"], None, {"source": "live"}
+    if params.cache_teacher_outputs:
+        names = output_names(spec, params.state_distill_weight > 0)
+        cached, cache_log = cached_teacher_outputs(
+            teacher, train_split, tokenizer, spec, names, params.eval_batch_size, max_length, device, teacher_store
+        )
+        train_split = with_example_index(train_split)
     # Embeddings stay frozen, as in the authors' recipe.
     for name, parameter in student.named_parameters():
         parameter.requires_grad_("embeddings" not in name)
@@ -155,7 +175,9 @@ def train_token_pruning(
     progress = tqdm(total=total_steps, initial=state["step"], desc="ToP training")
     while state["step"] < total_steps:
         epoch, skip = divmod(state["step"], batches_per_epoch)
-        loader = batch_loader(splits["train"], tokenizer, params.batch_size, shuffle=True, seed=params.seed + epoch)
+        loader = batch_loader(
+            train_split, tokenizer, params.batch_size, True, params.seed + epoch, pin_memory=device.type == "cuda"
+        )
         for position, batch in enumerate(loader):
             if position < skip:
                 continue
@@ -165,17 +187,18 @@ def train_token_pruning(
             if step == search_steps and FROZEN_KEEP_RATIOS not in state:
                 _start_finetuning(state, student, optimizers[0], params, dims, splits["train"], tokenizer)
             student.train()
-            batch = {name: tensor.to(device) for name, tensor in batch.items()}
+            targets = None if cached is None else cached.targets(batch, device)
+            batch = {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
             if step < search_steps:
                 warmup = warmup_progress(step, warmup_steps)
                 target = warmed_up_target(params.target_macs, warmup)
                 rank_weight = params.rank_loss_weight * max(RANK_WEIGHT_FLOOR, 1.0 - warmup)
                 losses = _step_losses(
-                    teacher, student, masks, constraint, batch, spec, params, dims, target, rank_weight
+                    teacher, student, masks, constraint, batch, spec, params, dims, target, rank_weight, targets
                 )
             else:
                 target = params.target_macs
-                losses = _finetune_losses(teacher, student, batch, spec, params)
+                losses = _finetune_losses(teacher, student, batch, spec, params, targets)
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
@@ -205,7 +228,14 @@ def train_token_pruning(
     return (
         final,
         evaluation,
-        {"history": state["history"], "train_seconds": time.perf_counter() - started, "steps": state["step"]},
+        {
+            "history": state["history"],
+            "train_seconds": time.perf_counter() - started,
+            "steps": state["step"],
+            "device": device.type,
+            "dtype": dtype_name(training_dtype(device)),
+            "teacher_outputs": cache_log,
+        },
     )
 
 
@@ -331,18 +361,21 @@ def _step_losses(
     dims: EncoderDims,
     target: float,
     rank_weight: float,
+    targets: TeacherTargets | None = None,
 ) -> dict[str, torch.Tensor]:
+    """A search step's losses; the teacher runs only when its outputs (``targets``) are not given."""
     inputs = model_inputs(batch)
-    last_layer = teacher.config.num_hidden_layers - 1
-    with torch.no_grad():
-        teacher_out = teacher(**inputs, mode="masked", return_scores=[last_layer])
-    student_out = student(**inputs, mode="train", masks=masks.sample(), return_scores=params.distill_layers)
-    distill = _distillation(student_out, teacher_out, batch, spec, params)
+    if targets is None:
+        targets = teacher_targets(teacher, inputs, ranking=True)
+    sampled = masks.sample()
+    with autocast_for(inputs["input_ids"].device):
+        student_out = student(**inputs, mode="train", masks=sampled, return_scores=params.distill_layers)
+    distill = _distillation(student_out, targets, batch, spec, params)
     valid = inputs["attention_mask"].bool().clone()
     valid[:, 0] = False  # [CLS] is never ranked
-    teacher_scores = teacher_out.token_scores[last_layer]
+    teacher_scores = targets.ranking_scores.float()
     rank = sum(
-        ranking_distillation_loss(student_out.token_scores[layer], teacher_scores, valid, params.top_k)
+        ranking_distillation_loss(student_out.token_scores[layer].float(), teacher_scores, valid, params.top_k)
         for layer in params.distill_layers
     )
     lengths, fixed = _real_lengths(inputs, student.config)
@@ -359,12 +392,15 @@ def _finetune_losses(
     batch: dict[str, torch.Tensor],
     spec: TaskSpec,
     params: PruneParams,
+    targets: TeacherTargets | None = None,
 ) -> dict[str, torch.Tensor]:
     """Fine-tuning at frozen keep ratios: the distillation loss of the physically pruned student."""
     inputs = model_inputs(batch)
-    with torch.no_grad():
-        teacher_out = teacher(**inputs, mode="masked")
-    distill = _distillation(student(**inputs, mode="physical"), teacher_out, batch, spec, params)
+    if targets is None:
+        targets = teacher_targets(teacher, inputs, ranking=False)
+    with autocast_for(inputs["input_ids"].device):
+        student_out = student(**inputs, mode="physical")
+    distill = _distillation(student_out, targets, batch, spec, params)
     return {"total": distill, "distill": distill}
 
 
@@ -378,15 +414,16 @@ def _distillation(
     """The task loss: soft logit distillation (QA: the mean over start and end, on real positions only), plus
     ``state_distill_weight`` times the MSE between the student's and the teacher's head inputs (the final
     [CLS] state; QA: every real position's final state). Two logits per example are a thin signal for a
-    pruned model to recover from; the state the classifier reads has hidden_size numbers.
+    pruned model to recover from; the state the classifier reads has hidden_size numbers. ``teacher_out`` is the
+    teacher's output or its ``TeacherTargets``; both sides are taken in float32 (bf16 autocast on CUDA).
     """
     live = batch["attention_mask"].bool()
     if spec.is_qa:
         task = (
             sum(
                 _soft_distillation(
-                    getattr(student_out, name).masked_fill(~live, -1e4),
-                    getattr(teacher_out, name).masked_fill(~live, -1e4),
+                    getattr(student_out, name).float().masked_fill(~live, -1e4),
+                    getattr(teacher_out, name).float().masked_fill(~live, -1e4),
                     params.distill_temperature,
                 )
                 for name in ("start_logits", "end_logits")
@@ -394,12 +431,12 @@ def _distillation(
             / 2
         )
     elif spec.is_regression:  # STS-B: the label itself, as the authors do
-        task = F.mse_loss(student_out.logits.squeeze(-1), batch["labels"].float())
+        task = F.mse_loss(student_out.logits.float().squeeze(-1), batch["labels"].float())
     else:
-        task = _soft_distillation(student_out.logits, teacher_out.logits, params.distill_temperature)
+        task = _soft_distillation(student_out.logits.float(), teacher_out.logits.float(), params.distill_temperature)
     if params.state_distill_weight == 0:
         return task
-    student_states, teacher_states = student_out.head_states, teacher_out.head_states
+    student_states, teacher_states = student_out.head_states.float(), teacher_out.head_states.float()
     if spec.is_qa:
         student_states, teacher_states = student_states[live], teacher_states[live]
     return task + params.state_distill_weight * F.mse_loss(student_states, teacher_states)

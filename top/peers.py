@@ -1,0 +1,237 @@
+"""The dense teacher in the runtimes a CPU user would deploy instead of pruning: the benchmark's peers.
+
+Each peer is the fine-tuned dense model exported once to ONNX (torch.onnx's torch.export-based exporter, dynamic
+batch and sequence axes) and then made FP32 or INT8 with its runtime's own tools: ONNX Runtime
+(``onnxruntime.quantization`` dynamic INT8, per-channel weights: on BERT it kept the FP32 logits closer than static
+QDQ calibration did, at the same speed) and OpenVINO (``openvino.convert_model``, INT8 by NNCF's transformer recipe
+calibrated on the same batches as the PyTorch INT8 model). A peer is called like a Hugging Face classifier on the
+benchmark's batches and returns its logits, so it is timed and scored like the project's own models.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, get_args
+
+import datasets
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from top.backbone import load_float32
+from top.data.batches import MODEL_INPUTS, batch_loader, model_inputs
+from top.data.tasks import TaskSpec
+from top.errors import ModelBuildError
+from top.metrics import compute_metrics, predictions_from_logits
+from top.params import Peer
+
+log = logging.getLogger(__name__)
+
+PEERS: tuple[str, ...] = get_args(Peer)
+# Runtime part of a peer's name -> the package that provides it (named in an install error).
+RUNTIME_PACKAGES = {"ort": "onnxruntime", "openvino": "openvino"}
+ONNX_FILE = "dense-fp32.onnx"
+# Shape of the example the export traces: both axes are then dynamic (torch.export specializes sizes 0 and 1,
+# and two input axes of one size would be taken for the same dimension).
+EXPORT_EXAMPLE_SHAPE = (3, 11)
+
+
+def peer_parts(peer: str) -> tuple[str, str]:
+    """(precision, runtime) of a peer such as ``ort-int8``; the benchmark names it ``dense-<precision>-<runtime>``."""
+    runtime, precision = peer.split("-")
+    return precision, runtime
+
+
+class _Logits(nn.Module):
+    """A sequence classifier as a graph of the three BERT inputs to its logits (the exported signature)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+
+def export_onnx(model_dir: str | Path, path: str | Path) -> Path:
+    """The sequence classifier saved in ``model_dir`` as one ONNX graph with dynamic batch and sequence axes."""
+    from torch.export import Dim
+
+    model = load_float32(AutoModelForSequenceClassification, model_dir).eval()
+    batch, tokens = EXPORT_EXAMPLE_SHAPE
+    example = (
+        torch.randint(0, model.config.vocab_size, (batch, tokens)),
+        torch.ones(batch, tokens, dtype=torch.long),
+        torch.zeros(batch, tokens, dtype=torch.long),
+    )
+    example[1][-1, tokens // 2 :] = 0  # a padded row, as real batches have
+    dims = {0: Dim("batch"), 1: Dim("sequence", max=model.config.max_position_embeddings)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        # The exporter notes that the three inputs share their axes' names (they do, by design), and torch.export
+        # trips over a deprecation inside torch itself.
+        warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning)
+        torch.onnx.export(
+            _Logits(model).eval(),
+            example,
+            str(path),
+            input_names=list(MODEL_INPUTS),
+            output_names=["logits"],
+            dynamic_shapes={name: dims for name in MODEL_INPUTS},
+            external_data=False,
+            verbose=False,
+        )
+    return path
+
+
+def _numpy_inputs(inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The three int64 arrays a peer takes; a tokenizer that gives no token types gets segment 0 throughout."""
+    arrays = {name: inputs[name].numpy() for name in MODEL_INPUTS if name in inputs}
+    arrays.setdefault("token_type_ids", np.zeros_like(arrays["input_ids"]))
+    return {name: arrays[name].astype(np.int64, copy=False) for name in MODEL_INPUTS}
+
+
+class OrtModel:
+    """An ONNX Runtime session on the CPU, called like a Hugging Face sequence classifier.
+
+    ``threads`` intra-op threads (the benchmark's count) and one inter-op thread: one request at a time.
+    """
+
+    def __init__(self, path: str | Path, threads: int) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, **inputs: torch.Tensor) -> SequenceClassifierOutput:
+        (logits,) = self.session.run(["logits"], _numpy_inputs(inputs))
+        return SequenceClassifierOutput(logits=torch.from_numpy(logits))
+
+
+def quantize_ort(fp32_path: str | Path, int8_path: str | Path) -> Path:
+    """ONNX Runtime's dynamic INT8: per-channel INT8 weights, each activation quantized per call on its own range."""
+    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+
+    prepared = Path(int8_path).with_suffix(".pre.onnx")
+    # ONNX Runtime's pre-processing (shape inference, graph clean-up); its symbolic shape pass does not follow the
+    # torch.export graph's shapes, and ONNX's own inference covers what quantization needs.
+    quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+    quantize_dynamic(str(prepared), str(int8_path), weight_type=QuantType.QInt8, per_channel=True)
+    return Path(int8_path)
+
+
+class OpenVinoModel:
+    """An OpenVINO model compiled for the CPU, called like a Hugging Face sequence classifier.
+
+    ``threads`` inference threads, one stream, latency hint, and FP32 for every operation that is not INT8 (on a
+    CPU with BF16 support OpenVINO would otherwise run them in BF16, and the row would no longer say what it is).
+    """
+
+    def __init__(self, model: Any, threads: int) -> None:
+        import openvino
+
+        properties = {
+            "INFERENCE_NUM_THREADS": threads,
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
+        self.compiled = openvino.Core().compile_model(model, "CPU", properties)
+        self.request = self.compiled.create_infer_request()
+
+    def __call__(self, **inputs: torch.Tensor) -> SequenceClassifierOutput:
+        logits = self.request.infer(_numpy_inputs(inputs))[self.compiled.output(0)]
+        return SequenceClassifierOutput(logits=torch.from_numpy(np.array(logits)))
+
+
+def openvino_model(onnx_path: str | Path, calibration: list[dict[str, torch.Tensor]] | None = None) -> Any:
+    """The ONNX graph converted by OpenVINO; INT8 by NNCF's transformer recipe if ``calibration`` batches are given."""
+    import openvino
+
+    model = openvino.convert_model(str(onnx_path))
+    if calibration is None:
+        return model
+    import nncf
+
+    arrays = [_numpy_inputs(batch) for batch in calibration]
+    return nncf.quantize(model, nncf.Dataset(arrays), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(arrays))
+
+
+def build_peers(
+    names: Iterable[str],
+    model_dir: str | Path,
+    work_dir: str | Path,
+    threads: int,
+    calibration: Callable[[], list[dict[str, torch.Tensor]]],
+) -> dict[str, OrtModel | OpenVinoModel]:
+    """Every peer in ``names`` (e.g. ``ort-int8``) of the sequence classifier in ``model_dir``.
+
+    The ONNX export and INT8 models are written under ``work_dir``; ``calibration`` gives the batches that
+    calibrate a static INT8 peer. A peer that cannot be built (a runtime not installed, an export or
+    quantization that fails) is a one-line ``ModelBuildError`` naming the peer and the cause.
+    """
+    work_dir = Path(work_dir)
+    onnx_path = work_dir / ONNX_FILE
+    exported = False  # exported afresh by the first peer: a file left by an earlier run may be another model's
+    peers: dict[str, OrtModel | OpenVinoModel] = {}
+    for name in names:
+        if name not in PEERS:
+            raise ModelBuildError(f"unknown benchmark peer {name!r}; known peers: {', '.join(PEERS)}")
+        precision, runtime = peer_parts(name)
+        step = "ONNX export"
+        try:
+            if not exported:
+                export_onnx(model_dir, onnx_path)
+                exported = True
+            step = f"{precision.upper()} build"
+            if runtime == "ort":
+                path = onnx_path if precision == "fp32" else quantize_ort(onnx_path, work_dir / f"{name}.onnx")
+                peers[name] = OrtModel(path, threads)
+            else:
+                batches = calibration() if precision == "int8" else None
+                peers[name] = OpenVinoModel(openvino_model(onnx_path, batches), threads)
+        except ImportError as exc:
+            raise ModelBuildError(
+                f"benchmark peer {name}: {RUNTIME_PACKAGES[runtime]} or a package it needs is not installed "
+                f"(pip install -r requirements.txt): {_one_line(exc)}"
+            ) from None
+        except Exception as exc:  # any failure inside a third-party build is reported as one line
+            raise ModelBuildError(f"benchmark peer {name}: {step} failed: {_one_line(exc)}") from None
+        log.info("built benchmark peer %s", name)
+    return peers
+
+
+def _one_line(exc: BaseException, limit: int = 400) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@torch.no_grad()
+def evaluate_peer(
+    model: Callable[..., SequenceClassifierOutput],
+    spec: TaskSpec,
+    split: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+) -> dict[str, float]:
+    """Every official metric of ``spec`` for a classifier (or regressor) called on ``split`` in dynamic-padded
+    batches: the same inputs and metric code as the evaluation of the project's own models."""
+    if spec.is_qa:
+        raise ValueError("peers are sequence classifiers; a QA task has no peer to evaluate")
+    logits, labels = [], []
+    for batch in batch_loader(split, tokenizer, batch_size, shuffle=False, seed=0):
+        logits.append(model(**model_inputs(batch)).logits.float().numpy())
+        labels.append(batch["labels"].numpy())
+    return compute_metrics(spec, predictions_from_logits(spec, np.concatenate(logits)), np.concatenate(labels))
