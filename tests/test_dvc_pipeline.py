@@ -98,8 +98,10 @@ def test_dvc_repro_whole_pipeline_on_a_tiny_model(params_dict, tiny_bert_dir, tm
     row = benchmark["latency"]["top-fp32-eager"]["dynamic"]["batch_2"]
     assert set(row) == {"median_ms", "p90_ms", "examples_per_second", "round_medians_ms", *SPEEDUP_KEYS}
     assert len(row["round_medians_ms"]) == benchmark["settings"]["rounds"] == 2
-    dense = benchmark["latency"]["dense-fp32-eager"]["padded"]["batch_1"]
-    assert dense["speedup_vs_best_dense_fp32"] == dense["speedup_min_over_rounds"] == 1.0
+    # The fastest dense FP32 variant of any runtime (PyTorch or a peer) is the reference: its own speed-up is 1.
+    dense_fp32 = [cells["padded"]["batch_1"] for name, cells in benchmark["latency"].items() if "dense-fp32" in name]
+    assert max(cell["speedup_vs_best_dense_fp32"] for cell in dense_fp32) == 1.0
+    assert all(cell["speedup_min_over_rounds"] <= cell["speedup_max_over_rounds"] for cell in dense_fp32)
     assert all("speedup_over_macs_reduction" in entry for entry in benchmark["summary"].values())
 
 
