@@ -1,6 +1,6 @@
 """Stage `flex`: Flexible BERT from the teacher. The rewired, trained supernet with gates and off-ramps goes to
-artifacts/flex; its subnet grid, the grid of the same training without (or with) grafting, and the dynamic range
-are measured.
+artifacts/flex; its subnet grid (also before the final fine-tuning, when that runs), the grid of the same
+training without (or with) grafting, and the dynamic range are measured.
 
 Each finished training phase is kept under the checkpoint root (keyed by params, data and teacher), and a
 phase in progress checkpoints every ``save_steps``: a killed run resumes where it stopped.
@@ -100,6 +100,7 @@ def flex_teacher(
     optimization = Optimization(params.batch_size, params.seed, params.save_steps)
 
     base = load_float32(FlexibleBertForSequenceClassification, teacher_dir).to(device)
+    base.config.flex_prefix_pooling = params.prefix_pooling  # before any off-ramp copies it
     importance = unit_importance(
         base,
         batch_loader(importance_slice, tokenizer, params.eval_batch_size, shuffle=False, seed=0),
@@ -111,7 +112,7 @@ def flex_teacher(
     main = "grafted" if params.grafting else "plain"
     names = [main] + ([name for name in variants if name != main] if params.compare_grafting else [])
     dev = DevSplit.build(splits["eval"], params.select_share, params.seed)
-    models, grids, training = {}, {}, {}
+    models, grids, grids_before_finetune, training = {}, {}, {}, {}
     for name in names:
         model = copy.deepcopy(base)
         stages = [
@@ -136,8 +137,26 @@ def flex_teacher(
                 params.grafts_per_epoch,
             ),
         ]
+        if params.finetune_epochs > 0:
+            stages.append(
+                SupernetStage(
+                    "finetune",
+                    params.widths,
+                    depths,
+                    params.finetune_epochs,
+                    params.finetune_learning_rate,
+                    0.0,
+                    None,
+                    params.grafts_per_epoch,
+                    distill=False,
+                )
+            )
         stage_teacher = teacher
         for stage in stages:
+            if not stage.distill:
+                grids_before_finetune[name] = subnet_grid(
+                    model, spec, splits["eval"], dev, tokenizer, params.widths, depths, params.eval_batch_size
+                )
             key = f"flex-{run}-{name}-{stage.name}"
             training[f"{name}_{stage.name}"] = _train_or_restore(
                 model,
@@ -190,6 +209,7 @@ def flex_teacher(
         dev,
         teacher_scores,
         grids,
+        grids_before_finetune,
         main,
         training,
         gates,
@@ -240,6 +260,7 @@ def flex_metrics(
     dev: DevSplit,
     teacher: dict[str, float],
     grids: dict[str, list[dict[str, float]]],
+    grids_before_finetune: dict[str, list[dict[str, float]]],
     main: str,
     training: dict[str, Any],
     gates: dict[str, Any],
@@ -260,6 +281,9 @@ def flex_metrics(
     }
     for name, grid in grids.items():
         metrics[f"grid_mean_dev_score_{name}"] = round(sum(row["dev_score"] for row in grid) / len(grid), 4)
+    for name, grid in grids_before_finetune.items():
+        mean = sum(row["dev_score"] for row in grid) / len(grid)
+        metrics[f"grid_mean_dev_score_{name}_before_finetune"] = round(mean, 4)
     if len(grids) == 2:
         plain = {(row["width"], row["depth"]): row["dev_score"] for row in grids["plain"]}
         metrics["grafting_gain_per_subnet"] = [
@@ -273,6 +297,7 @@ def flex_metrics(
     metrics |= {
         "main_supernet": main,
         "grids": grids,
+        "grids_before_finetune": grids_before_finetune,
         "dynamic_vs_static": versus_static,
         "static_points_below_dynamic_front": sum(
             1

@@ -68,10 +68,8 @@ def tiny_bert_config(**overrides: Any) -> BertConfig:
     return BertConfig(**(settings | overrides))
 
 
-@pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 32-hidden BERT with random weights and the real uncased WordPiece tokenizer."""
-    directory = tmp_path_factory.mktemp("tiny-bert")
+def save_tiny_bert(directory: Path, model_class: type, max_position_embeddings: int = 512) -> Path:
+    """Save a 2-layer, 32-hidden ``model_class`` with random weights and the real uncased WordPiece tokenizer."""
     tokenizer = load_tokenizer(DEFAULT_BACKBONE)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
@@ -79,11 +77,17 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=512,
+        max_position_embeddings=max_position_embeddings,
     )
-    BertForSequenceClassification(config).save_pretrained(directory)
+    model_class(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT classifier (2 labels) with random weights."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), BertForSequenceClassification)
 
 
 @pytest.fixture(scope="session")

@@ -126,16 +126,18 @@ def test_pairs_weakest_with_strongest():
     assert recipients.tolist() == [1, 5, 3] and donors.tolist() == [2, 4, 0]
 
 
-def dynamic_model(width: float) -> FlexibleBertForSequenceClassification:
+def dynamic_model(width: float, pooling: str = "cls") -> FlexibleBertForSequenceClassification:
     _, flexible = make_models()
+    flexible.config.flex_prefix_pooling = pooling
     flexible.attach_gates([0.25, 0.5, 0.75, 1.0])
     flexible.attach_ramps([2, 3])
     flexible.eval()
     return flexible
 
 
-def test_exit_at_a_ramp_equals_the_static_subnet_of_that_depth():
-    flexible = dynamic_model(0.5)
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_exit_at_a_ramp_equals_the_static_subnet_of_that_depth(pooling):
+    flexible = dynamic_model(0.5, pooling)
     inputs = batch([7, 9, 5])
     trace = dynamic_forward(
         flexible, inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"], [0.5] * 4, 1e9
@@ -145,8 +147,9 @@ def test_exit_at_a_ramp_equals_the_static_subnet_of_that_depth():
     torch.testing.assert_close(trace.logits, static, atol=1e-5, rtol=1e-5)
 
 
-def test_dynamic_batch_routes_each_example_as_alone_and_thresholds_resolve_offline():
-    flexible = dynamic_model(1.0)
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_dynamic_batch_routes_each_example_as_alone_and_thresholds_resolve_offline(pooling):
+    flexible = dynamic_model(1.0, pooling)
     with torch.no_grad():  # make the gates disagree across examples
         for gate in flexible.gates:
             gate.out.weight.normal_(0, 3.0)
@@ -216,6 +219,23 @@ def test_class_weights_and_distillation_loss():
     torch.testing.assert_close(same, entropy)  # soft CE of identical logits is their entropy; hidden MSE 0
 
 
+def test_a_prefix_reads_the_mean_of_its_real_tokens_and_the_full_depth_reads_cls():
+    _, flexible = make_models()
+    flexible.config.flex_prefix_pooling = "mean"
+    inputs = batch([6, 4])
+    padded = {name: torch.cat([tensor, torch.zeros_like(tensor[:, :3])], dim=1) for name, tensor in inputs.items()}
+    for depth in (2, 4):  # padding changes nothing
+        torch.testing.assert_close(
+            flexible(**padded, depth=depth).logits, flexible(**inputs, depth=depth).logits, atol=1e-5, rtol=1e-5
+        )
+    states = flexible(**inputs, output_hidden_states=True).hidden_states
+    live = inputs["attention_mask"][:, :, None].float()
+    pooler = flexible.bert.pooler
+    expected = flexible.classifier(pooler.activation(pooler.dense((states[2] * live).sum(1) / live.sum(1))))
+    torch.testing.assert_close(flexible(**inputs, depth=2).logits, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(flexible(**inputs).logits, flexible.final_head(states[4]), atol=1e-5, rtol=1e-5)
+
+
 def test_bad_widths_depths_and_exits_are_clear_errors():
     _, flexible = make_models()
     inputs = batch([5])
@@ -225,3 +245,7 @@ def test_bad_widths_depths_and_exits_are_clear_errors():
         flexible(**inputs, depth=7)
     with pytest.raises(ParamsError, match="exit layer 4"):
         flexible.attach_ramps([4])
+    config = copy.deepcopy(flexible.config)
+    config.flex_prefix_pooling = "max"
+    with pytest.raises(ParamsError, match="prefix pooling 'max'"):
+        FlexibleBertForSequenceClassification(config)

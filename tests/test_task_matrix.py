@@ -38,7 +38,7 @@ from top.pruning.model import TokenPruningBertForQuestionAnswering, pruning_mode
 from top.quantize import load_int8
 from top.teacher import finetune_teacher
 
-from .conftest import DEFAULT_BACKBONE, tiny_pipeline_params
+from .conftest import save_tiny_bert, tiny_pipeline_params
 from .glue_fixtures import MNLI_COLUMNS
 
 TRAIN_ROWS, EVAL_ROWS = 16, 8
@@ -187,20 +187,8 @@ def matrix_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def matrix_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pre-trained-style backbone: a 2-layer, 32-hidden random encoder with no task head, and the real tokenizer."""
-    directory = tmp_path_factory.mktemp("matrix-backbone")
-    tokenizer = load_tokenizer(DEFAULT_BACKBONE)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
     torch.manual_seed(0)
-    BertModel(config, add_pooling_layer=True).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return save_tiny_bert(tmp_path_factory.mktemp("matrix-backbone"), BertModel, max_position_embeddings=64)
 
 
 @pytest.fixture(scope="session")

@@ -233,10 +233,15 @@ class FlexParams(_Section):
     importance_samples: int = Field(256, ge=1)
     widths: NonEmptyList[Share] = [1.0, 0.75, 0.5, 0.25]
     depths: NonEmptyList[Share] = [1.0, 0.75, 0.5]
+    # How whatever reads a state before the last layer (a prefix's head, an off-ramp, a width gate) pools it.
+    prefix_pooling: Literal["cls", "mean"] = "mean"
     width_epochs: Float = Field(2.0, gt=0)
     depth_epochs: Float = Field(3.0, gt=0)
     width_learning_rate: Float = Field(5.0e-5, gt=0, le=1)
-    depth_learning_rate: Float = Field(2.0e-4, gt=0, le=1)
+    depth_learning_rate: Float = Field(7.0e-5, gt=0, le=1)
+    # 0: no final fine-tuning of the subnets on the labels.
+    finetune_epochs: Float = Field(1.0, ge=0)
+    finetune_learning_rate: Float = Field(5.0e-5, gt=0, le=1)
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(64, ge=1)
     width_hidden_weight: Float = Field(0.1, ge=0)

@@ -59,11 +59,11 @@ def dynamic_forward(
     exit_depth = torch.full((batch,), layers)
     live = torch.arange(batch)
     for index in range(layers):
-        widths[live, index] = choices[model.gates[index](hidden).argmax(dim=-1).cpu()]
+        widths[live, index] = choices[model.gates[index](model.prefix_pool(hidden, keys)).argmax(dim=-1).cpu()]
         hidden = _grouped_layer(model, index, hidden, keys, widths[live, index])
         depth = index + 1
         if str(depth) in model.ramps:
-            ramp = model.ramps[str(depth)](hidden).float().cpu()
+            ramp = model.ramps[str(depth)](hidden, keys).float().cpu()
             ramp_logits[depth][live] = ramp
             leaving = entropy(ramp) < threshold
             if leaving.any():

@@ -6,11 +6,14 @@ output rows and the matching input columns of the attention output projection) a
 "First" is meaningful because the units are rewired (sorted by importance) before training, so a slice is
 always the most important part of the layer. Depth ``d`` runs a prefix of ``d`` layers and classifies from
 its output with the head of that depth: the shared final pooler and classifier during training, or an
-off-ramp (a copy of it made once training is done) when exiting early at inference.
+off-ramp (a copy of it made once training is done) when exiting early at inference. The full depth pools the
+[CLS] state, as the teacher does; whatever reads a prefix's output (its head, an off-ramp, a width gate) pools
+it per ``flex_prefix_pooling``: the [CLS] state (the method) or the mean of the real tokens' states, for
+backbones whose [CLS] carries the input only after their last layers.
 
 Weights keep the module names of ``BertForSequenceClassification``, so a fine-tuned teacher loads directly;
 gates and off-ramps are extra modules whose layout travels in the config (``flex_exit_layers``,
-``flex_gate_widths``) through save_pretrained/from_pretrained.
+``flex_gate_widths``, ``flex_prefix_pooling``) through save_pretrained/from_pretrained.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from transformers.modeling_outputs import ModelOutput
 from top.errors import ParamsError
 
 Widths = float | Sequence[float]
+PREFIX_POOLINGS = ("cls", "mean")
 
 
 def width_units(config: BertConfig, width: float) -> tuple[int, int]:
@@ -47,28 +51,37 @@ def layer_widths(config: BertConfig, widths: Widths) -> list[float]:
     return widths
 
 
+def pool(hidden: torch.Tensor, keys: torch.Tensor, pooling: str) -> torch.Tensor:
+    """The vector a head or a gate reads from a state: its [CLS] row, or the mean of its real tokens' rows."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    live = keys[:, :, None].to(hidden.dtype)
+    return (hidden * live).sum(dim=1) / live.sum(dim=1)
+
+
 class ClassifierHead(nn.Module):
-    """Pooler (dense + tanh on [CLS]) and classifier: the final head, and each off-ramp."""
+    """Pooler (dense + tanh on the pooled state) and classifier: an off-ramp, pooling as the prefixes do."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
+        self.pooling = config.flex_prefix_pooling
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.tanh(self.dense(hidden[:, 0])))
+    def forward(self, hidden: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.tanh(self.dense(pool(hidden, keys, self.pooling))))
 
 
 class WidthGate(nn.Module):
-    """Picks the width of the next layer from the [CLS] state: Linear(H, H) -> ReLU -> Linear(H, classes)."""
+    """Picks the width of the next layer from the pooled state: Linear(H, H) -> ReLU -> Linear(H, classes)."""
 
     def __init__(self, hidden: int, classes: int) -> None:
         super().__init__()
         self.hidden = nn.Linear(hidden, hidden)
         self.out = nn.Linear(hidden, classes)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.out(F.relu(self.hidden(hidden[:, 0])))
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.out(F.relu(self.hidden(pooled)))
 
 
 @dataclass
@@ -87,6 +100,10 @@ class FlexibleBertForSequenceClassification(BertPreTrainedModel):
                 raise ParamsError(f"exit layer {depth} must be in 1..{config.num_hidden_layers - 1}")
         config.flex_exit_layers = exits
         config.flex_gate_widths = list(getattr(config, "flex_gate_widths", []))
+        # Models saved before the setting existed pooled [CLS] at every depth.
+        config.flex_prefix_pooling = getattr(config, "flex_prefix_pooling", "cls")
+        if config.flex_prefix_pooling not in PREFIX_POOLINGS:
+            raise ParamsError(f"prefix pooling {config.flex_prefix_pooling!r} must be one of {PREFIX_POOLINGS}")
         self.num_labels = config.num_labels
         self.bert = BertModel(config, add_pooling_layer=True)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
@@ -123,10 +140,20 @@ class FlexibleBertForSequenceClassification(BertPreTrainedModel):
             scale = None if head_scale is None else head_scale[index]
             hidden = self.layer_forward(index, hidden, keys, widths[index], scale)
             states.append(hidden)
-        return FlexOutput(logits=self.final_head(hidden), hidden_states=tuple(states) if output_hidden_states else None)
+        logits = self.final_head(hidden) if depth == self.config.num_hidden_layers else self.prefix_head(hidden, keys)
+        return FlexOutput(logits=logits, hidden_states=tuple(states) if output_hidden_states else None)
 
     def final_head(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.bert.pooler(hidden)))
+
+    def prefix_head(self, hidden: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """The shared final pooler and classifier on a prefix's output, pooled per ``flex_prefix_pooling``."""
+        pooler = self.bert.pooler
+        return self.classifier(self.dropout(pooler.activation(pooler.dense(self.prefix_pool(hidden, keys)))))
+
+    def prefix_pool(self, hidden: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """What a prefix head or a width gate reads from a state before the last layer."""
+        return pool(hidden, keys, self.config.flex_prefix_pooling)
 
     def layer_forward(
         self,
@@ -151,8 +178,9 @@ class FlexibleBertForSequenceClassification(BertPreTrainedModel):
     def attach_ramps(self, exit_layers: Sequence[int]) -> None:
         """Off-ramps after the given depths, each a copy of the trained final head (pooler + classifier).
 
-        Training already fitted every prefix depth to the shared head, so a copy exits exactly as the static
-        subnet of that depth classifies (the method's off-ramps are copies too and are not trained further).
+        Training already fitted every prefix depth to the shared head, so a copy (pooling as the prefixes do)
+        exits exactly as the static subnet of that depth classifies (the method's off-ramps are copies too and
+        are not trained further).
         """
         exit_layers = sorted(exit_layers)
         self.config.flex_exit_layers = []

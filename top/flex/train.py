@@ -1,14 +1,16 @@
-"""Training the supernet (width, then width x depth, with distillation) and its width gates.
+"""Training the supernet (width, then width x depth, with distillation, then optionally plain fine-tuning) and
+its width gates.
 
 Supernet stages follow the method: every optimizer step runs each subnet of the stage (widths largest first,
-for each depth) on the same batch, accumulates the gradients, clips once and steps once. The loss is soft
-cross-entropy against the teacher's logits (MSE for regression) plus ``hidden_weight`` times the MSE between
-hidden states (embedding output included; a depth-d student's state i is matched to the teacher's state
-floor(i * L / d)), averaged over real tokens. In the width stage, layer-wise grafting runs every
+for each depth) on the same batch, accumulates the gradients, clips once and steps once. The distilling
+stages' loss is soft cross-entropy against the full teacher's logits (MSE for regression) plus
+``hidden_weight`` times the MSE between hidden states (embedding output included; a depth-d student's state i
+is matched to the teacher's state floor(i * L / d)), averaged over real tokens; the fine-tuning stage's loss is
+the task loss on the labels alone. In the width stage, layer-wise grafting runs every
 1/``grafts_per_epoch`` epoch except in the last epoch, after the optimizer step, with importance measured on a
 held-out slice of the training data. On CUDA the forwards run under bf16 autocast and the losses in float32.
 
-The gates see a frozen supernet, so their inputs are computed once: the [CLS] state entering every layer when
+The gates see a frozen supernet, so their inputs are computed once: the pooled state entering every layer when
 the whole model runs at each gate width, and each example's label, the smallest width whose prediction is
 right (the widest when none is). Each example then trains the gates only on the states of its label's width,
 with class weights against the imbalance and Gumbel-softmax noise whose temperature anneals to 0.5.
@@ -52,6 +54,7 @@ class SupernetStage:
     hidden_weight: float
     graft_alpha: float | None  # None: no grafting
     grafts_per_epoch: int
+    distill: bool = True  # False: the task loss on the labels, no teacher (the method's final fine-tuning)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,13 @@ def distillation_loss(
     return logit_loss + hidden_weight * hidden
 
 
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
+    """Cross-entropy on the labels (MSE for regression)."""
+    if regression:
+        return F.mse_loss(logits.squeeze(-1), labels.float())
+    return F.cross_entropy(logits, labels)
+
+
 def train_supernet(
     student: FlexibleBertForSequenceClassification,
     teacher: FlexibleBertForSequenceClassification,
@@ -96,7 +106,8 @@ def train_supernet(
     regression: bool,
     checkpoint_file: Path,
 ) -> dict[str, Any]:
-    """Train ``student`` in place (resuming from ``checkpoint_file`` if present); return a summary."""
+    """Train ``student`` in place (resuming from ``checkpoint_file`` if present); return a summary. ``teacher``
+    is not run when the stage does not distil."""
     device = student.classifier.weight.device
     teacher.eval()
     torch.manual_seed(optimization.seed)
@@ -130,25 +141,31 @@ def train_supernet(
                 break
             student.train()
             inputs = model_inputs(batch, device)
-            with torch.no_grad(), autocast_for(device):
-                target = teacher(**inputs, output_hidden_states=True)
-            teacher_logits = target.logits.float()
-            teacher_states = [state.float() for state in target.hidden_states]
+            if stage.distill:
+                with torch.no_grad(), autocast_for(device):
+                    target = teacher(**inputs, output_hidden_states=True)
+                teacher_logits = target.logits.float()
+                teacher_states = [state.float() for state in target.hidden_states]
+            else:
+                labels = batch["labels"].to(device)
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             for depth in stage.depths:
                 for width in stage.widths:
                     with autocast_for(device):
-                        out = student(**inputs, width=width, depth=depth, output_hidden_states=True)
-                    loss = distillation_loss(
-                        out.logits.float(),
-                        [state.float() for state in out.hidden_states],
-                        teacher_logits,
-                        teacher_states,
-                        inputs["attention_mask"],
-                        stage.hidden_weight,
-                        regression,
-                    )
+                        out = student(**inputs, width=width, depth=depth, output_hidden_states=stage.distill)
+                    if stage.distill:
+                        loss = distillation_loss(
+                            out.logits.float(),
+                            [state.float() for state in out.hidden_states],
+                            teacher_logits,
+                            teacher_states,
+                            inputs["attention_mask"],
+                            stage.hidden_weight,
+                            regression,
+                        )
+                    else:
+                        loss = task_loss(out.logits.float(), labels, regression)
                     loss.backward()
                     step_loss += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -186,7 +203,7 @@ def frozen_copy(model: FlexibleBertForSequenceClassification) -> FlexibleBertFor
 
 @dataclass
 class GateData:
-    states: torch.Tensor  # [N, widths, layers, hidden]: [CLS] entering each layer, whole model at each width
+    states: torch.Tensor  # [N, widths, layers, hidden]: pooled state entering each layer, whole model at each width
     labels: torch.Tensor  # [N]: index of the smallest width that predicts right (the widest if none does)
 
 
@@ -204,10 +221,12 @@ def gate_data(
     states, labels = [], []
     for batch in batch_loader(split, tokenizer, batch_size, shuffle=False, seed=0):
         inputs = model_inputs(batch, device)
+        keys = inputs["attention_mask"].bool()
         per_width, correct = [], []
         for width in gate_widths:
             out = model(**inputs, width=width, output_hidden_states=True)
-            per_width.append(torch.stack([state[:, 0] for state in out.hidden_states[:-1]], dim=1).cpu())
+            entering = [model.prefix_pool(state, keys) for state in out.hidden_states[:-1]]
+            per_width.append(torch.stack(entering, dim=1).cpu())
             if regression:
                 correct.append((out.logits.squeeze(-1).cpu() - batch["labels"]).abs() < 0.5)
             else:
@@ -251,7 +270,7 @@ def train_gates(
             for width_index in range(classes):
                 chosen = (labels == width_index).float() * weights[width_index]
                 for layer, gate in enumerate(gates):
-                    logits = gate(data.states[rows, width_index, layer][:, None])
+                    logits = gate(data.states[rows, width_index, layer])
                     noisy = F.gumbel_softmax(logits, tau=temperature, hard=False).clamp(min=1e-9).log()
                     nll = F.nll_loss(noisy, labels, reduction="none")
                     loss = loss + (nll * chosen).sum() / (len(rows) * len(gates))
@@ -263,10 +282,7 @@ def train_gates(
     with torch.no_grad():
         accuracy = [
             float(
-                (
-                    gate(data.states[torch.arange(len(data.labels)), data.labels, layer][:, None]).argmax(-1)
-                    == data.labels
-                )
+                (gate(data.states[torch.arange(len(data.labels)), data.labels, layer]).argmax(-1) == data.labels)
                 .float()
                 .mean()
             )
