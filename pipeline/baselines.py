@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline import PREPARED_DIR, TEACHER_DIR, metrics_path, read_stage_metrics, run_stage
 from top.atomic import write_json
-from top.backbone import check_bert_dir, check_task_head, load_tokenizer
+from top.backbone import check_task_head, load_tokenizer
 from top.data.prepare import load_prepared
 from top.errors import DataError
 from top.params import Params, PruneParams
@@ -23,7 +23,6 @@ def compare_with_baselines(
 ) -> dict[str, Any]:
     """ToP's measured result next to static top-k and truncation tuned to the same real-length MACs ratio."""
     teacher_dir = Path(teacher_dir)
-    check_bert_dir(teacher_dir)
     spec, splits, meta = load_prepared(prepared_dir)
     if top.get("task") != spec.name:
         raise DataError(f"the prune metrics are for task {top.get('task')!r}, the prepared data for {spec.name!r}")

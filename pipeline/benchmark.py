@@ -33,8 +33,8 @@ from pipeline import (
     read_stage_metrics,
     run_stage,
 )
-from top.atomic import write_json
-from top.backbone import check_bert_dir, check_task_head, load_float32, load_tokenizer
+from top.atomic import atomic_file, write_json
+from top.backbone import check_task_head, load_float32, load_tokenizer
 from top.bench import SPEEDUP_KEYS, Timing, Variant, machine_info, nested_latency, run_benchmark
 from top.data.prepare import load_prepared
 from top.data.tasks import TaskSpec
@@ -90,7 +90,6 @@ def benchmark_models(
     tokenizer = load_tokenizer(str(fp32_dirs["teacher"]))
     variants, dev_metric = [], {}
     for family, name in (("dense", "teacher"), ("top", "top")):
-        check_bert_dir(fp32_dirs[name])
         check_task_head(fp32_dirs[name], spec)
         fp32 = load_float32(pruning_model_class(fp32_dirs[name]), fp32_dirs[name]).eval()
         fp32_metric = measured["prune"]["teacher"] if family == "dense" else measured["prune"]
@@ -213,13 +212,10 @@ def _write_padded_latency(path: Path, rows: list[dict[str, Any]]) -> None:
     """Padded-input median latency, one column per model variant (blank when not built), for `dvc plots`."""
     sizes = sorted({row["batch_size"] for row in rows})
     table = {(row["model"], row["batch_size"]): row["median_ms"] for row in rows if row["inputs"] == "padded"}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_file(path) as staging, staging.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["batch_size", *ALL_VARIANTS])
         writer.writerows([size, *(table.get((name, size), "") for name in ALL_VARIANTS)] for size in sizes)
-    temporary.replace(path)
 
 
 def plot_benchmark(rows: list[dict[str, Any]], metric: str, path: Path) -> None:

@@ -18,8 +18,8 @@ import datasets
 import torch
 
 from pipeline import CHECKPOINT_ROOT, FLEX_DIR, METRICS_DIR, PREPARED_DIR, TEACHER_DIR, metrics_path, run_stage
-from top.atomic import atomic_directory, write_json
-from top.backbone import check_bert_dir, check_task_head, load_float32, load_tokenizer
+from top.atomic import atomic_directory, atomic_file, write_json
+from top.backbone import check_task_head, load_float32, load_tokenizer
 from top.data.batches import batch_loader
 from top.data.prepare import load_prepared
 from top.data.tasks import TaskSpec
@@ -80,7 +80,6 @@ def flex_teacher(
     """Run the whole flex job; return flex.json's content and every dynamic (map, threshold) point."""
     started = time.perf_counter()
     teacher_dir = Path(teacher_dir)
-    check_bert_dir(teacher_dir)
     if params.threads is not None:
         torch.set_num_threads(params.threads)
     device = torch.device(resolve_device(params.device, "flex.device"))
@@ -245,10 +244,8 @@ def _train_or_restore(
     summary = train_supernet(
         model, teacher, train, importance_slice, tokenizer, stage, optimization, regression, key.with_suffix(".pt")
     )
-    finished.parent.mkdir(parents=True, exist_ok=True)
-    temporary = finished.with_name(finished.name + ".tmp")
-    torch.save({"weights": model.state_dict(), "summary": summary}, temporary)
-    temporary.replace(finished)
+    with atomic_file(finished) as staging:
+        torch.save({"weights": model.state_dict(), "summary": summary}, staging)
     key.with_suffix(".pt").unlink(missing_ok=True)
     return summary
 

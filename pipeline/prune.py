@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline import CHECKPOINT_ROOT, PREPARED_DIR, PRUNE_LIVE_DIR, PRUNED_DIR, TEACHER_DIR, metrics_path, run_stage
 from top.atomic import atomic_directory, write_json
-from top.backbone import check_bert_dir, check_task_head, load_tokenizer
+from top.backbone import check_task_head, load_tokenizer
 from top.data.prepare import load_prepared
 from top.device import resolve_device
 from top.evaluate import Evaluation, evaluate
@@ -38,7 +38,6 @@ def prune_teacher(
 ) -> dict[str, Any]:
     """Train ToP on the prepared task from ``teacher_dir``; save the pruned model; return the stage metrics."""
     teacher_dir = Path(teacher_dir)
-    check_bert_dir(teacher_dir)
     device = resolve_device(params.device, "prune.device")
     spec, splits, meta = load_prepared(prepared_dir)
     check_task_head(teacher_dir, spec)

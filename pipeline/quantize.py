@@ -10,7 +10,7 @@ from typing import Any
 
 from pipeline import INT8_DIR, INT8_SOURCES, PREPARED_DIR, metrics_path, run_stage
 from top.atomic import atomic_directory, write_json
-from top.backbone import check_bert_dir, check_task_head, load_float32, load_tokenizer
+from top.backbone import check_task_head, load_float32, load_tokenizer
 from top.data.prepare import load_prepared
 from top.data.tasks import TaskSpec
 from top.evaluate import Evaluation, evaluate, prediction_agreement, prediction_closeness
@@ -33,8 +33,6 @@ def quantize_models(
         with atomic_directory(output_root) as staging:  # DVC needs the output; it says why it is empty
             (staging / DISABLED_NOTE).write_text("quantize.enabled is false in params.yaml\n", encoding="utf-8")
         return {"enabled": False}
-    for source in sources.values():
-        check_bert_dir(source)
     spec, splits, meta = load_prepared(prepared_dir)
     for source in sources.values():
         check_task_head(source, spec)

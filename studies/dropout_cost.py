@@ -8,14 +8,13 @@ of the backbone with its own dropout and with attention dropout 0, the two model
 that a slow spell of the machine hits both. Writes `artifacts/metrics/experiments/dropout-cost.json`.
 """
 
-import statistics
 import time
 
 import torch
 from transformers import BertForSequenceClassification
 
 from pipeline import run_stage
-from studies.experiment_file import write_experiment
+from studies.experiment_file import interleaved_medians, write_experiment
 from top.backbone import resolve_backbone
 from top.optim import adamw
 from top.params import Params
@@ -48,13 +47,11 @@ def main(params: Params) -> None:
             "input_ids": torch.randint(1000, 5000, (batch_size, tokens)),
             "labels": torch.randint(0, 2, (batch_size,)),
         }
-        seconds: dict[str, list[float]] = {name: [] for name in variants}
-        for call in range(CALLS + 1):  # the first call of each is a warm-up
-            for name, (model, optimizer) in variants.items():
-                elapsed = _training_step(model, optimizer, batch)
-                if call:
-                    seconds[name].append(elapsed)
-        medians = {name: round(statistics.median(values), 3) for name, values in seconds.items()}
+        steps = {
+            name: lambda model=model, optimizer=optimizer, batch=batch: _training_step(model, optimizer, batch)
+            for name, (model, optimizer) in variants.items()
+        }
+        medians = interleaved_medians(steps, CALLS)
         rows.append(
             {
                 "batch": batch_size,

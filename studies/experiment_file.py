@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,3 +23,15 @@ def write_experiment(name: str, doc: str, threads: int, fields: dict[str, Any]) 
     target = EXPERIMENTS_DIR / f"{name}.json"
     write_json(target, {"why": doc.split("\n\n")[0], **fields, "machine": machine_info(threads)})
     return target
+
+
+def interleaved_medians(steps: dict[str, Callable[[], float]], calls: int) -> dict[str, float]:
+    """Median seconds of each timed step over ``calls`` rounds that run every step once, in turn, after one
+    warm-up round: a slow spell of the machine then hits all of them alike."""
+    seconds: dict[str, list[float]] = {name: [] for name in steps}
+    for call in range(calls + 1):
+        for name, step in steps.items():
+            elapsed = step()
+            if call:
+                seconds[name].append(elapsed)
+    return {name: round(statistics.median(values), 3) for name, values in seconds.items()}

@@ -10,14 +10,13 @@ explicitly and keeps it for the backward pass) and with what training asks, alte
 slow spell of the machine hits both. Writes `artifacts/metrics/experiments/top-step-cost.json`.
 """
 
-import statistics
 import time
 from typing import Any
 
 import torch
 
 from pipeline import run_stage
-from studies.experiment_file import write_experiment
+from studies.experiment_file import interleaved_medians, write_experiment
 from top.backbone import resolve_backbone
 from top.data.tasks import resolve_task
 from top.optim import adamw
@@ -84,13 +83,11 @@ def main(params: Params) -> None:
                 "attention_mask": torch.ones(batch_size, tokens, dtype=torch.long),
                 "labels": torch.randint(0, 2, (batch_size,)),
             }
-            seconds: dict[str, list[float]] = {name: [] for name in variants}
-            for call in range(CALLS + 1):  # the first call of each is a warm-up
-                for name, models in variants.items():
-                    elapsed = _search_step(models, masks, optimizer, batch, prune)
-                    if call:
-                        seconds[name].append(elapsed)
-            medians = {name: round(statistics.median(values), 3) for name, values in seconds.items()}
+            steps = {
+                name: lambda models=models, batch=batch: _search_step(models, masks, optimizer, batch, prune)
+                for name, models in variants.items()
+            }
+            medians = interleaved_medians(steps, CALLS)
             rows.append(
                 {
                     "attention_dropout": attention_dropout,

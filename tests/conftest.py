@@ -191,3 +191,24 @@ def tiny_pipeline_params(
         threads=1,
     )
     return params_dict
+
+
+def fit_classifier_head(model: Any, split: Any, tokenizer: Any) -> None:
+    """Set a two-class head to a logistic regression on the frozen encoder's pooled [CLS] over ``split``.
+
+    A random head would put most examples near the decision boundary, where any rounding flips predictions.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from top.data.batches import batch_loader, model_inputs
+
+    features, labels = [], []
+    with torch.no_grad():
+        for batch in batch_loader(split, tokenizer, 32, False, 0):
+            features.append(model.bert.pooler(model.bert(**model_inputs(batch)).last_hidden_state))
+            labels.append(batch["labels"])
+    head = LogisticRegression(max_iter=1000).fit(torch.cat(features).numpy(), torch.cat(labels).numpy())
+    with torch.no_grad():
+        weight = torch.tensor(head.coef_, dtype=torch.float32)
+        model.classifier.weight.copy_(torch.cat([-weight, weight]) / 2)
+        model.classifier.bias.copy_(torch.tensor([-head.intercept_[0], head.intercept_[0]], dtype=torch.float32) / 2)

@@ -15,7 +15,6 @@ import random
 import datasets
 import pytest
 import torch
-from sklearn.linear_model import LogisticRegression
 from transformers import BertConfig
 
 from top.backbone import load_float32, load_tokenizer, resolve_backbone
@@ -24,7 +23,7 @@ from top.flex.supernet import FlexibleBertForSequenceClassification
 from top.flex.train import Optimization, SupernetStage, frozen_copy, train_supernet
 from top.params import FlexParams
 
-from .conftest import DEFAULT_BACKBONE
+from .conftest import DEFAULT_BACKBONE, fit_classifier_head
 
 WORDS = ["the", "a", "of", "to", "in", "on", "river", "road", "city", "house", "tree", "car", "book", "old", "new"]
 
@@ -41,20 +40,6 @@ def keyword_split(tokenizer, rows: int, seed: int) -> datasets.Dataset:
         labels.append(label)
     encoded = tokenizer(texts, truncation=True, max_length=24)
     return datasets.Dataset.from_dict(dict(encoded) | {"label": labels})
-
-
-def fit_teacher(model, split, tokenizer) -> None:
-    """Logistic regression on the frozen backbone's final pooled [CLS] as the classifier."""
-    features, labels = [], []
-    with torch.no_grad():
-        for batch in batch_loader(split, tokenizer, 64, False, 0):
-            features.append(model.bert.pooler(model.bert(**model_inputs(batch)).last_hidden_state))
-            labels.append(batch["labels"])
-    head = LogisticRegression(max_iter=1000).fit(torch.cat(features).numpy(), torch.cat(labels).numpy())
-    with torch.no_grad():
-        weight = torch.tensor(head.coef_, dtype=torch.float32)
-        model.classifier.weight.copy_(torch.cat([-weight, weight]) / 2)
-        model.classifier.bias.copy_(torch.tensor([-head.intercept_[0], head.intercept_[0]], dtype=torch.float32) / 2)
 
 
 @torch.no_grad()
@@ -74,7 +59,7 @@ def test_a_shallow_prefix_learns_only_through_the_mean_of_its_tokens(pooling, tm
     torch.manual_seed(0)
     teacher = load_float32(FlexibleBertForSequenceClassification, location, config=config).eval()
     train, dev = keyword_split(tokenizer, 192, seed=0), keyword_split(tokenizer, 96, seed=1)
-    fit_teacher(teacher, train, tokenizer)
+    fit_classifier_head(teacher, train, tokenizer)
     labels = torch.tensor(dev["label"])
     assert (predictions(teacher, dev, tokenizer, 6) == labels).float().mean() > 0.95
 

@@ -7,16 +7,16 @@ from typing import Any
 
 import torch
 
+from top.atomic import atomic_file
+
 
 def save_training_state(path: Path, modules: dict[str, Any], state: dict[str, Any]) -> None:
     """Write every module's state_dict, ``state`` and the RNG to a temporary sibling, then rename it into
     place: a kill never leaves half a checkpoint."""
     payload = {name: module.state_dict() for name, module in modules.items()}
     payload |= {"state": state, "rng": torch.get_rng_state()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(payload, temporary)
-    temporary.replace(path)
+    with atomic_file(path) as staging:
+        torch.save(payload, staging)
 
 
 def restore_training_state(path: Path, modules: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,12 @@ data or a wrong model directory never surface as a traceback from deep inside to
 """
 
 
+def one_line(exc: BaseException, limit: int = 400) -> str:
+    """A third-party exception as one short line (type and message, white space folded) for a ``TopError``."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class TopError(Exception):
     """Base class: the message names the problem and, where there is one, the file and line."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from top.atomic import atomic_file
+
 
 def pyplot() -> Any:
     """matplotlib.pyplot on the Agg backend: stages run without a display."""
@@ -18,8 +20,6 @@ def pyplot() -> Any:
 
 def save_figure(figure: Any, path: Path) -> None:
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(temporary, dpi=120)
+    with atomic_file(path) as staging:
+        figure.savefig(staging, dpi=120)
     pyplot().close(figure)
-    temporary.replace(path)

@@ -2,10 +2,10 @@
 
 Each peer is the fine-tuned dense model exported once to ONNX (torch.onnx's torch.export-based exporter, dynamic
 batch and sequence axes) and then made FP32 or INT8 with its runtime's own tools: ONNX Runtime
-(``onnxruntime.quantization`` dynamic INT8, per-channel weights: on BERT it kept the FP32 logits closer than static
-QDQ calibration did, at the same speed) and OpenVINO (``openvino.convert_model``, INT8 by NNCF's transformer recipe
-calibrated on the same batches as the PyTorch INT8 model). A peer is called like a Hugging Face classifier on the
-benchmark's batches and returns its logits, so it is timed and scored like the project's own models.
+(``onnxruntime.quantization`` dynamic INT8 with per-channel weights: no calibration data, and each activation is
+quantized on its own range at every call) and OpenVINO (``openvino.convert_model``, INT8 by NNCF's transformer
+recipe calibrated on the same batches as the PyTorch INT8 model). A peer is called like a Hugging Face classifier
+on the benchmark's batches and returns its logits, so it is timed and scored like the project's own models.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from top.backbone import load_float32
 from top.data.batches import MODEL_INPUTS, batch_loader, model_inputs
 from top.data.tasks import TaskSpec
-from top.errors import ModelBuildError
+from top.errors import ModelBuildError, one_line
 from top.metrics import compute_metrics, predictions_from_logits
 from top.params import Peer
 
@@ -209,17 +209,12 @@ def build_peers(
         except ImportError as exc:
             raise ModelBuildError(
                 f"benchmark peer {name}: {RUNTIME_PACKAGES[runtime]} or a package it needs is not installed "
-                f"(pip install -r requirements.txt): {_one_line(exc)}"
+                f"(pip install -r requirements.txt): {one_line(exc)}"
             ) from None
         except Exception as exc:  # any failure inside a third-party build is reported as one line
-            raise ModelBuildError(f"benchmark peer {name}: {step} failed: {_one_line(exc)}") from None
+            raise ModelBuildError(f"benchmark peer {name}: {step} failed: {one_line(exc)}") from None
         log.info("built benchmark peer %s", name)
     return peers
-
-
-def _one_line(exc: BaseException, limit: int = 400) -> str:
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @torch.no_grad()

@@ -35,7 +35,7 @@ from top.backbone import load_bert_config, load_float32, load_tokenizer, resolve
 from top.data.prepare import load_prepared
 from top.data.tasks import TaskSpec
 from top.device import dtype_name, resolve_device, training_dtype
-from top.errors import ModelBuildError, ParamsError
+from top.errors import ModelBuildError, ParamsError, one_line
 from top.fingerprint import fingerprint
 from top.metrics import compute_metrics, predictions_from_logits
 from top.params import TeacherParams
@@ -195,8 +195,8 @@ def _new_model(
     try:
         model = load_float32(model_class, resolve_backbone(backbone), config=config)
     except (OSError, ValueError, TypeError, RuntimeError) as exc:
-        cause = " ".join(f"{type(exc).__name__}: {exc}".split())
-        if "ignore_mismatched_sizes" in cause:
+        cause = one_line(exc)
+        if "ignore_mismatched_sizes" in str(exc):
             cause = f"its saved {spec.kind} head has another shape (a checkpoint fine-tuned for another task?)"
         raise ModelBuildError(
             f"cannot build a {model_class.__name__} for task {spec.name} from {backbone}: {cause}"

@@ -18,6 +18,7 @@ from huggingface_hub import save_torch_state_dict
 from safetensors.torch import load_file
 
 from top.atomic import atomic_directory
+from top.device import dtype_name
 from top.errors import ModelDirError
 
 WEIGHT_PATTERNS = ("model.safetensors", "model-*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin")
@@ -55,7 +56,7 @@ def save_for_transfer(
             if path.is_file() and not any(path.match(pattern) for pattern in WEIGHT_PATTERNS):
                 shutil.copy2(path, staging / path.name)
         config = json.loads((staging / "config.json").read_text(encoding="utf-8"))
-        config["dtype"] = str(dtype).removeprefix("torch.")  # what is on disk; the stages load float32 regardless
+        config["dtype"] = dtype_name(dtype)  # what is on disk; the stages load float32 regardless
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         save_torch_state_dict(state, str(staging), max_shard_size=max_shard_size)
     return sorted(Path(output_dir).glob("model*.safetensors"))

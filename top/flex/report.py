@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from top.atomic import atomic_directory
+from top.atomic import atomic_directory, atomic_file
 from top.figures import pyplot, save_figure
 
 POINT_COLUMNS = (
@@ -21,14 +21,11 @@ POINT_COLUMNS = (
 
 
 def write_points(points: list[dict[str, Any]], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_file(path) as staging, staging.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=POINT_COLUMNS)
         writer.writeheader()
         for point in points:
             writer.writerow({**point, "map": "/".join(f"{width:g}" for width in point["map"])})
-    temporary.replace(path)
 
 
 def plot_flex(metrics: dict[str, Any], points: list[dict[str, Any]], path: Path) -> None:

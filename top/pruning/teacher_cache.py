@@ -15,7 +15,6 @@ target, a resumed run) with the same key.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import pyarrow.compute as pc
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from top.atomic import atomic_file
 from top.data.batches import EXAMPLE_INDEX, MODEL_INPUTS, batch_loader, model_inputs, with_example_index
 from top.data.tasks import TaskSpec
 from top.device import autocast_for, dtype_name, training_dtype
@@ -203,8 +203,6 @@ def cached_teacher_outputs(
     seconds = time.perf_counter() - started
     log.info("teacher outputs of %d training examples computed in %.1f s", outputs.examples, seconds)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        torch.save(outputs.to_payload(), temporary)
-        os.replace(temporary, path)
+        with atomic_file(path) as staging:
+            torch.save(outputs.to_payload(), staging)
     return outputs, {"source": "computed", "file": None if path is None else path.name, "seconds": round(seconds, 2)}
