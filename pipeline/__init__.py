@@ -32,6 +32,8 @@ INT8_DIR = "artifacts/int8"
 # FP32 source of each INT8 model; the benchmark uses the same names.
 INT8_SOURCES = {"teacher": Path(TEACHER_DIR), "top": Path(PRUNED_DIR)}
 FLEX_DIR = "artifacts/flex"
+# The ToP model exported to ONNX, FP32 and ONNX Runtime INT8 (written by the benchmark, which times them).
+ONNX_DIR = "artifacts/onnx"
 # The ToP chain, in dvc.yaml order; Flexible BERT's stages run only when `flex.enabled` is true.
 TOP_STAGES = ("prepare", "teacher", "prune", "baselines", "quantize", "benchmark")
 FLEX_STAGES = ("flex", "flex_benchmark")

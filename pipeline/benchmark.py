@@ -4,7 +4,9 @@ Variants: the dense teacher and the ToP model, each FP32 eager and, when the qua
 ``compile`` on, FP32 also with its blocks under torch.compile, and INT8 compiled (INT8 is only fast compiled).
 Dev metrics come from the stages that measured them (prune for FP32, quantize for INT8); a compiled FP32 model
 computes the same function as its eager source. The peers (``benchmark.peers``: the dense teacher in ONNX Runtime
-and OpenVINO, top.peers) are built here, timed in the same rounds and scored on the dev set here.
+and OpenVINO, top.peers) and, with ``benchmark.top_ort``, the ToP model in ONNX Runtime (one graph, FP32 and
+dynamic INT8, saved under artifacts/onnx/) are built here, timed in the same rounds and scored on the dev set
+here, each INT8 one also for its agreement with FP32 in the same runtime.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +31,18 @@ from pipeline import (
     INT8_DIR,
     INT8_SOURCES,
     METRICS_DIR,
+    ONNX_DIR,
     PREPARED_DIR,
     metrics_path,
     read_stage_metrics,
     run_stage,
 )
-from top.atomic import atomic_file, write_json
+from top.atomic import atomic_directory, atomic_file, write_json
 from top.backbone import check_task_head, load_float32, load_tokenizer
 from top.bench import SPEEDUP_KEYS, Timing, Variant, machine_info, nested_latency, run_benchmark
 from top.data.prepare import load_prepared
 from top.data.tasks import TaskSpec
+from top.evaluate import agreement_record
 from top.figures import pyplot, save_figure
 from top.params import BenchmarkParams, Params, QuantizeParams
 from top.peers import PEERS, build_peers, evaluate_peer, peer_parts
@@ -51,6 +56,9 @@ INDUCTOR_CACHE = f"{CHECKPOINT_ROOT}/inductor"
 PEER_DIR = f"{CHECKPOINT_ROOT}/peers"
 QA_PEER_SKIP = "a QA task: the peers are exported sequence classifiers, and no span head is exported"
 INT8_PEER_SKIP = "quantize.enabled is false: no INT8 rows"
+TOP_ORT_OFF = "benchmark.top_ort is false"
+# The ToP model's ONNX Runtime builds (top.peers names: <runtime>-<precision>).
+TOP_ORT = ("ort-fp32", "ort-int8")
 # The quick mode of the tests: every field, in seconds (these params replaced; their values go in the JSON).
 QUICK = {"batch_sizes": [1, 2], "examples": 4, "warmup": 1, "repetitions": 2, "rounds": 2, "compile": False}
 # Every variant the stage can build, in plot order (the latency CSV has a column for each).
@@ -60,6 +68,7 @@ ALL_VARIANTS = tuple(
     for precision in ("fp32", "int8")
     for runtime in ("eager", "compiled")
 ) + tuple("dense-{}-{}".format(*peer_parts(peer)) for peer in PEERS)
+ALL_VARIANTS += tuple("top-{}-{}".format(*peer_parts(name)) for name in TOP_ORT)
 
 
 def benchmark_models(
@@ -74,11 +83,13 @@ def benchmark_models(
     quick: bool = False,
     quantize: QuantizeParams | None = None,
     peer_dir: Path | None = None,
+    onnx_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Time every variant; write ``output_json`` (metrics), ``latency_csv`` (DVC plot data) and ``plot_png``.
 
     ``quantize`` gives the calibration draw and evaluation batch size of the INT8 peers (None: the library
-    defaults); their files go under ``peer_dir`` (None: a temporary directory).
+    defaults); their files go under ``peer_dir``, and the ToP model's ONNX files under ``onnx_dir`` (None: a
+    temporary directory).
     """
     params = params.model_copy(update=QUICK) if quick else params
     quantize = quantize or QuantizeParams()
@@ -107,12 +118,12 @@ def benchmark_models(
             dev_metric[variant.name] = metrics[spec.primary_metric]
     with contextlib.ExitStack() as stack:
         work = peer_dir if peer_dir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        # Quick runs score the peers on the timed examples only, to stay seconds long.
+        # Quick runs score the runtime models on the timed examples only, to stay seconds long.
         dev = examples if quick else splits["eval"]
-        peers = _peer_variants(
-            params, spec, quantized, fp32_dirs["teacher"], work, tokenizer, splits["train"], dev, quantize
-        )
-        for variant, metric in peers["variants"]:
+        scoring = RuntimeScoring(params, spec, quantized, tokenizer, splits["train"], dev, quantize)
+        peers = scoring.variants("dense", params.peers, fp32_dirs["teacher"], work)
+        top_ort = _top_ort_variants(scoring, fp32_dirs["top"], onnx_dir)
+        for variant, metric in peers["variants"] + top_ort["variants"]:
             variants.append(variant)
             dev_metric[variant.name] = metric
         rows = run_benchmark(
@@ -137,6 +148,7 @@ def benchmark_models(
         },
         "dev_metric": dev_metric,
         "peers": peers["record"],
+        "top_ort": top_ort["record"],
         "latency": nested_latency(rows),
         "summary": _summary(rows, measured["prune"]),
     }
@@ -146,34 +158,67 @@ def benchmark_models(
     return result
 
 
-def _peer_variants(
-    params: BenchmarkParams,
-    spec: TaskSpec,
-    quantized: bool,
-    teacher_dir: Path,
-    work: Path,
-    tokenizer: PreTrainedTokenizerBase,
-    train: datasets.Dataset,
-    dev: datasets.Dataset,
-    quantize: QuantizeParams,
-) -> dict[str, Any]:
-    """The peers as variants with their dev metric, and what benchmark.json says of each (or why it is skipped)."""
-    record: dict[str, Any] = {}
-    if params.peers and spec.is_qa:
-        return {"variants": [], "record": {peer: {"skipped": QA_PEER_SKIP} for peer in params.peers}}
-    wanted = [peer for peer in params.peers if quantized or not peer.endswith("-int8")]
-    record |= {peer: {"skipped": INT8_PEER_SKIP} for peer in params.peers if peer not in wanted}
-    built = build_peers(
-        wanted, teacher_dir, work, params.threads, lambda: calibration_batches(train, tokenizer, quantize)
-    )
-    variants = []
-    for peer, model in built.items():
-        variant = Variant("dense", *peer_parts(peer), lambda batch, m=model: m(**batch))
-        metrics = evaluate_peer(model, spec, dev, tokenizer, quantize.eval_batch_size)
-        variants.append((variant, metrics[spec.primary_metric]))
-        record[peer] = {"model": variant.name, "dev": metrics, "dev_examples": len(dev)}
-        log.info("peer %s: dev %s", peer, metrics)
-    return {"variants": variants, "record": {peer: record[peer] for peer in params.peers}}
+@dataclass
+class RuntimeScoring:
+    """What building and scoring a model in another runtime needs: the task, its splits and the INT8 settings."""
+
+    params: BenchmarkParams
+    spec: TaskSpec
+    quantized: bool
+    tokenizer: PreTrainedTokenizerBase
+    train: datasets.Dataset
+    dev: datasets.Dataset
+    quantize: QuantizeParams
+
+    def variants(self, family: str, names: list[str], model_dir: Path, work: Path) -> dict[str, Any]:
+        """``model_dir``'s model in each runtime of ``names`` (top.peers) as variants with their dev metric, and
+        what benchmark.json says of each: its dev metrics, an INT8 one's agreement with FP32 in the same runtime,
+        or why it is skipped."""
+        if names and self.spec.is_qa:
+            return {"variants": [], "record": {name: {"skipped": QA_PEER_SKIP} for name in names}}
+        wanted = [name for name in names if self.quantized or not name.endswith("-int8")]
+        record: dict[str, Any] = {name: {"skipped": INT8_PEER_SKIP} for name in names if name not in wanted}
+        built = build_peers(
+            wanted,
+            model_dir,
+            work,
+            self.params.threads,
+            lambda: calibration_batches(self.train, self.tokenizer, self.quantize),
+            family=family,
+        )
+        variants, fp32_predictions = [], {}
+        for name, model in built.items():
+            precision, runtime = peer_parts(name)
+            variant = Variant(family, precision, runtime, lambda batch, m=model: m(**batch))
+            metrics, predictions = evaluate_peer(
+                model, self.spec, self.dev, self.tokenizer, self.quantize.eval_batch_size
+            )
+            variants.append((variant, metrics[self.spec.primary_metric]))
+            record[name] = {"model": variant.name, "dev": metrics, "dev_examples": len(self.dev)}
+            if precision == "fp32":
+                fp32_predictions[runtime] = predictions
+            elif runtime in fp32_predictions:
+                record[name]["vs_fp32"] = agreement_record(self.spec, fp32_predictions[runtime], predictions)
+            log.info("%s: dev %s", variant.name, metrics)
+        return {"variants": variants, "record": {name: record[name] for name in names}}
+
+
+def _top_ort_variants(scoring: RuntimeScoring, top_dir: Path, onnx_dir: Path | None) -> dict[str, Any]:
+    """The ToP model in ONNX Runtime, its files written atomically to ``onnx_dir`` (None: a temporary directory),
+    or a note there saying why it was not built."""
+    with contextlib.ExitStack() as stack:
+        staging = (
+            stack.enter_context(atomic_directory(onnx_dir))
+            if onnx_dir is not None
+            else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        )
+        if not scoring.params.top_ort:
+            (staging / "SKIPPED").write_text(TOP_ORT_OFF + "\n", encoding="utf-8")
+            return {"variants": [], "record": {"skipped": TOP_ORT_OFF}}
+        built = scoring.variants("top", list(TOP_ORT), top_dir, staging)
+        if scoring.spec.is_qa:
+            (staging / "SKIPPED").write_text(QA_PEER_SKIP + "\n", encoding="utf-8")
+        return built
 
 
 def _load_int8(model_dir: Path, runtime: str) -> Any:
@@ -185,7 +230,8 @@ def _load_int8(model_dir: Path, runtime: str) -> Any:
 
 def _summary(rows: list[dict[str, Any]], prune: dict[str, Any]) -> dict[str, Any]:
     """ToP's speed-ups next to its MACs reductions (the acceptance figures), at the largest batch and at batch 1,
-    with the dense variant (of any precision and runtime) that was fastest there."""
+    with the dense variant (of any precision and runtime) that was fastest there, and against dense FP32 in the
+    ToP row's own runtime."""
     largest = max(row["batch_size"] for row in rows)
     summary: dict[str, Any] = {}
     for kind, ratio in (
@@ -196,15 +242,20 @@ def _summary(rows: list[dict[str, Any]], prune: dict[str, Any]) -> dict[str, Any
             case = [row for row in rows if row["inputs"] == kind and row["batch_size"] == size]
             dense = [row for row in case if row["family"] == "dense"]
             fastest = min(dense, key=lambda row: row["median_ms"])["model"] if dense else None
+            same_runtime = {row["runtime"]: row["median_ms"] for row in dense if row["precision"] == "fp32"}
             for row in case:
                 if row["family"] == "top":
                     speedup = row["speedup_vs_best_dense_fp32"]
-                    summary[f"{row['model']}/{kind}/batch_{size}"] = {
+                    entry = summary[f"{row['model']}/{kind}/batch_{size}"] = {
                         **{key: row[key] for key in SPEEDUP_KEYS},
                         "fastest_dense": fastest,
                         "macs_reduction": round(1 / ratio, 3),
                         "speedup_over_macs_reduction": round(speedup * ratio, 3),
                     }
+                    if row["runtime"] in same_runtime:  # how much of the MACs cut one runtime turns into time
+                        own = same_runtime[row["runtime"]] / row["median_ms"]
+                        entry["speedup_vs_dense_fp32_same_runtime"] = round(own, 3)
+                        entry["same_runtime_speedup_over_macs_reduction"] = round(own * ratio, 3)
     return summary
 
 
@@ -257,6 +308,7 @@ def main(params: Params) -> None:
         quick=quick,
         quantize=params.quantize,
         peer_dir=Path(PEER_DIR),
+        onnx_dir=Path(ONNX_DIR),
     )
 
 

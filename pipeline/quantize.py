@@ -12,8 +12,7 @@ from pipeline import INT8_DIR, INT8_SOURCES, PREPARED_DIR, metrics_path, run_sta
 from top.atomic import atomic_directory, write_json
 from top.backbone import check_task_head, load_float32, load_tokenizer
 from top.data.prepare import load_prepared
-from top.data.tasks import TaskSpec
-from top.evaluate import Evaluation, evaluate, prediction_agreement, prediction_closeness
+from top.evaluate import agreement_record, evaluate
 from top.params import Params, QuantizeParams
 from top.pruning.model import pruning_model_class
 from top.qa.evaluate import QAReference
@@ -59,7 +58,7 @@ def quantize_models(
                 "delta_points": round(
                     100 * (int8_eval.metrics[spec.primary_metric] - fp32_eval.metrics[spec.primary_metric]), 3
                 ),
-                **int8_agreement(spec, fp32_eval, int8_eval),
+                **agreement_record(spec, fp32_eval.predictions, int8_eval.predictions),
                 "macs_ratio_real_lengths": round(int8_eval.macs_ratio, 4),
                 "quantize_seconds": round(seconds, 2),
                 "calibration_examples": sum(len(batch["input_ids"]) for batch in calibration),
@@ -68,14 +67,6 @@ def quantize_models(
             }
             log.info("%s: %s", name, results[name])
     return results
-
-
-def int8_agreement(spec: TaskSpec, fp32: Evaluation, int8: Evaluation) -> dict[str, Any]:
-    """How far INT8 moved the predictions: the share of unchanged classes or answers, or for regression (where
-    exact agreement means nothing) the Pearson correlation and mean absolute difference of the two outputs."""
-    if spec.is_regression:
-        return {"prediction_closeness": prediction_closeness(fp32, int8)}
-    return {"prediction_agreement": round(prediction_agreement(fp32, int8), 4)}
 
 
 def main(params: Params) -> None:

@@ -70,8 +70,11 @@ def test_dvc_repro_whole_pipeline_on_a_tiny_model(params_dict, tiny_bert_dir, tm
         "dense-int8-ort",
         "dense-fp32-openvino",
         "dense-int8-openvino",
+        "top-fp32-ort",
+        "top-int8-ort",
     }
     assert set(benchmark["dev_metric"]) == set(benchmark["latency"])
+    assert sorted(path.name for path in (project / "artifacts/onnx").iterdir()) == ["top-fp32.onnx", "top-int8.onnx"]
     assert benchmark["latency"]["top-int8-eager"]["padded"]["batch_4"]["median_ms"] > 0
     assert (project / "artifacts/metrics/benchmark.png").stat().st_size > 0
     flex = json.loads((project / "artifacts/metrics/flex.json").read_text())
@@ -92,7 +95,7 @@ def test_dvc_repro_whole_pipeline_on_a_tiny_model(params_dict, tiny_bert_dir, tm
     assert benchmark["quick"] is True and benchmark["settings"]["batch_sizes"] == [1, 2]
     assert set(benchmark) == {
         *("task", "metric", "quick", "settings", "machine", "macs_ratio"),
-        *("dev_metric", "peers", "latency", "summary"),
+        *("dev_metric", "peers", "top_ort", "latency", "summary"),
     }
     assert {"cpu", "logical_cores", "isa_flags", "threads", "torch", "neural_compressor"} <= set(benchmark["machine"])
     row = benchmark["latency"]["top-fp32-eager"]["dynamic"]["batch_2"]
@@ -128,5 +131,7 @@ def test_dvc_repro_whole_pipeline_on_squad(params_dict, tiny_bert_dir, shared_da
     assert benchmark["latency"]["top-int8-eager"]["padded"]["batch_4"]["median_ms"] > 0
     assert not any(model.endswith(("-ort", "-openvino")) for model in benchmark["latency"])
     assert all("QA task" in peer["skipped"] for peer in benchmark["peers"].values())
+    assert all("QA task" in build["skipped"] for build in benchmark["top_ort"].values())
+    assert (project / "artifacts/onnx/SKIPPED").is_file()
     assert "skipped" in json.loads((project / "artifacts/metrics/flex.json").read_text())
     assert "skipped" in json.loads((project / "artifacts/metrics/flex_benchmark.json").read_text())

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from transformers import BertConfig
 
 import top.peers
 from pipeline import run_stage
 from pipeline.benchmark import INT8_PEER_SKIP, benchmark_models
 from top.bench import SPEEDUP_KEYS
 from top.errors import ModelBuildError
-from top.peers import PEERS, build_peers, evaluate_peer
-from top.pruning.model import pruning_model_class
+from top.peers import PEERS, build_peers, evaluate_peer, onnx_file
+from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning, pruning_model_class
 
 from .conftest import REPO_ROOT
 
@@ -77,9 +78,11 @@ def test_int8_peers_keep_most_predictions(peers, eager, tokenizer):
 def test_peer_dev_metric_is_the_task_metric_of_its_logits(toy_top, peers, eager):
     """Scored on a prepared task's dev split, the FP32 peer gets what the PyTorch model gets the same way."""
     _, spec, splits, tokenizer, _ = toy_top
-    metrics = evaluate_peer(peers["ort-fp32"], spec, splits["eval"], tokenizer, batch_size=8)
+    metrics, predictions = evaluate_peer(peers["ort-fp32"], spec, splits["eval"], tokenizer, batch_size=8)
     assert set(metrics) == set(spec.metrics) and all(0 <= value <= 1 for value in metrics.values())
-    assert metrics == pytest.approx(evaluate_peer(eager, spec, splits["eval"], tokenizer, batch_size=8))
+    assert predictions.shape == (len(splits["eval"]),)
+    eager_metrics, eager_predictions = evaluate_peer(eager, spec, splits["eval"], tokenizer, batch_size=8)
+    assert metrics == pytest.approx(eager_metrics) and (predictions == eager_predictions).all()
 
 
 def test_a_failed_export_is_one_line_naming_the_peer(tiny_bert_dir, tmp_path, monkeypatch, capsys):
@@ -89,7 +92,7 @@ def test_a_failed_export_is_one_line_naming_the_peer(tiny_bert_dir, tmp_path, mo
     monkeypatch.setattr(top.peers, "export_onnx", explode)
     with pytest.raises(ModelBuildError) as raised:
         build_peers(["ort-int8"], tiny_bert_dir, tmp_path, 1, list)
-    assert str(raised.value) == "benchmark peer ort-int8: ONNX export failed: RuntimeError: exporter failed on a node"
+    assert str(raised.value) == "benchmark dense-int8-ort: ONNX export failed: RuntimeError: exporter failed on a node"
 
     # Through the stage entry point: one line on stderr and exit code 2, no traceback.
     (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
@@ -99,25 +102,28 @@ def test_a_failed_export_is_one_line_naming_the_peer(tiny_bert_dir, tmp_path, mo
     assert stopped.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert error == [
-        "error: stage benchmark: benchmark peer ort-fp32: ONNX export failed: RuntimeError: exporter failed on a node"
+        "error: stage benchmark: benchmark dense-fp32-ort: ONNX export failed: RuntimeError: exporter failed on a node"
     ]
 
 
 def test_a_missing_runtime_is_one_line_naming_the_package(tiny_bert_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(top.peers, "export_onnx", lambda *_: None)
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
-    with pytest.raises(ModelBuildError, match=r"^benchmark peer openvino-fp32: openvino .*is not installed"):
+    with pytest.raises(ModelBuildError, match=r"^benchmark dense-fp32-openvino: openvino .*is not installed"):
         build_peers(["openvino-fp32"], tiny_bert_dir, tmp_path, 1, list)
     with pytest.raises(ModelBuildError, match="unknown benchmark peer 'tvm-fp32'"):
         build_peers(["tvm-fp32"], tiny_bert_dir, tmp_path, 1, list)
 
 
 def test_benchmark_quick_times_and_scores_the_peers(toy_top, tmp_path):
-    """The stage's job on a toy task (no INT8 stage run: the INT8 peers say so): every peer is timed in the same
-    rounds, scored on dev, and every row has both speed-ups."""
+    """The stage's job on a toy task (no INT8 stage run: the INT8 peers say so): every peer and the ToP model in
+    ONNX Runtime are timed in the same rounds and scored on dev, and every row has both speed-ups."""
     params, spec, _, _, work = toy_top
     teacher = work / "teacher"
-    fp32 = {"teacher": teacher, "top": teacher}  # the dense model stands in for the ToP model here
+    config = BertConfig.from_pretrained(teacher)
+    configure_pruning(config, [1], [0.5])
+    TokenPruningBertForSequenceClassification.from_pretrained(str(teacher), config=config).save_pretrained(work / "top")
+    fp32 = {"teacher": teacher, "top": work / "top"}
     prune = {"f1": 0.5, "accuracy": 0.5, "macs_ratio_real_lengths": 1.0, "macs_ratio_padded_max_length": 1.0}
     prune["teacher"] = dict(prune)
     result = benchmark_models(
@@ -132,9 +138,17 @@ def test_benchmark_quick_times_and_scores_the_peers(toy_top, tmp_path):
         quick=True,
         quantize=params.quantize,
         peer_dir=tmp_path / "peers",
+        onnx_dir=tmp_path / "onnx",
     )
-    assert set(result["latency"]) == {"dense-fp32-eager", "top-fp32-eager", "dense-fp32-ort", "dense-fp32-openvino"}
+    assert set(result["latency"]) == {
+        *("dense-fp32-eager", "top-fp32-eager", "dense-fp32-ort", "dense-fp32-openvino", "top-fp32-ort")
+    }
     assert result["peers"]["ort-int8"] == result["peers"]["openvino-int8"] == {"skipped": INT8_PEER_SKIP}
+    assert result["top_ort"]["ort-int8"] == {"skipped": INT8_PEER_SKIP}
+    assert result["top_ort"]["ort-fp32"]["model"] == "top-fp32-ort"
+    assert [path.name for path in (tmp_path / "onnx").iterdir()] == [onnx_file("top", "fp32")]
+    own = result["summary"]["top-fp32-ort/dynamic/batch_1"]
+    assert own["speedup_vs_dense_fp32_same_runtime"] > 0 and "same_runtime_speedup_over_macs_reduction" in own
     ort = result["peers"]["ort-fp32"]
     assert ort["model"] == "dense-fp32-ort" and ort["dev_examples"] == result["settings"]["examples"] == 4
     assert result["dev_metric"]["dense-fp32-ort"] == ort["dev"][spec.primary_metric]
@@ -144,7 +158,7 @@ def test_benchmark_quick_times_and_scores_the_peers(toy_top, tmp_path):
     header = (tmp_path / "latency.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
     assert {"dense-fp32-ort", "dense-int8-ort", "dense-fp32-openvino", "dense-int8-openvino"} <= set(header)
     assert json.loads((tmp_path / "benchmark.json").read_text())["peers"] == result["peers"]
-    assert (tmp_path / "peers" / top.peers.ONNX_FILE).is_file()
+    assert (tmp_path / "peers" / onnx_file("dense", "fp32")).is_file()
 
 
 def test_dvc_plot_lists_every_variant():

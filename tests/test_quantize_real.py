@@ -27,4 +27,4 @@ def test_int8_agrees_with_fp32_on_real_mrpc(shared_data_dir, params_dict, tmp_pa
     int8, _ = quantize_int8(fp32, calibration)
     spec, dev = load_prepared(tmp_path / "prepared")[0], splits["eval"]
     evaluations = [evaluate(model, spec, dev, tokenizer, 32, 128) for model in (fp32, int8)]
-    assert prediction_agreement(*evaluations) >= 0.98
+    assert prediction_agreement(*(evaluation.predictions for evaluation in evaluations)) >= 0.98

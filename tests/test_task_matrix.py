@@ -341,9 +341,11 @@ def test_regression_baselines_benchmark_and_flow_summary(run_task, tmp_path):
     )
     assert result["task"] == "stsb" and result["metric"] == "pearson"
     peers = {"dense-fp32-ort", "dense-int8-ort", "dense-fp32-openvino", "dense-int8-openvino"}
-    own = {"dense-fp32-eager", "dense-int8-eager", "top-fp32-eager", "top-int8-eager"}
+    own = {"dense-fp32-eager", "dense-int8-eager", "top-fp32-eager", "top-int8-eager", "top-fp32-ort", "top-int8-ort"}
     assert set(result["latency"]) == own | peers
     assert {entry["model"] for entry in result["peers"].values()} == peers
+    # The ToP regressor in ONNX Runtime: INT8 against FP32 as closeness, never as exact agreement.
+    assert set(result["top_ort"]["ort-int8"]["vs_fp32"]) == {"prediction_closeness"}
     assert all(-1 <= result["dev_metric"][model] <= 1 for model in peers)  # Pearson, scored here on dev
     assert all(cell["speedup_vs_fastest_dense"] > 0 for cell in result["latency"]["top-int8-eager"]["dynamic"].values())
     assert json.loads((tmp_path / "benchmark.json").read_text())["summary"]

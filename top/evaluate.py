@@ -7,6 +7,7 @@ model and the INT8 copies are measured with the same batches, the same physical 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import datasets
 import numpy as np
@@ -79,21 +80,28 @@ def evaluate(
     )
 
 
-def prediction_agreement(reference: Evaluation, candidate: Evaluation) -> float:
-    """Share of examples on which two evaluations predict the same class or answer (classification and QA)."""
-    ours, theirs = reference.predictions, candidate.predictions
-    if np.issubdtype(ours.dtype, np.floating):
+def prediction_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Share of examples on which two models' predictions (classes or answers, in split order) are the same."""
+    if np.issubdtype(reference.dtype, np.floating):
         raise ValueError("regression predictions never agree exactly; use prediction_closeness")
-    return float(np.mean(ours == theirs))
+    return float(np.mean(reference == candidate))
 
 
-def prediction_closeness(reference: Evaluation, candidate: Evaluation) -> dict[str, float | None]:
-    """How closely two regression evaluations' predictions track each other: their Pearson correlation (None when
+def prediction_closeness(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float | None]:
+    """How closely two models' regression predictions track each other: their Pearson correlation (None when
     either side is constant, where it is undefined) and their mean absolute difference, in label units."""
-    ours = np.asarray(reference.predictions, dtype=np.float64)
-    theirs = np.asarray(candidate.predictions, dtype=np.float64)
+    ours = np.asarray(reference, dtype=np.float64)
+    theirs = np.asarray(candidate, dtype=np.float64)
     pearson = None if ours.std() == 0 or theirs.std() == 0 else float(np.corrcoef(ours, theirs)[0, 1])
     return {
         "pearson": None if pearson is None else round(pearson, 4),
         "mean_abs_difference": round(float(np.mean(np.abs(ours - theirs))), 4),
     }
+
+
+def agreement_record(spec: TaskSpec, reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
+    """How far a model (INT8, another runtime) moved a reference's predictions: the share of unchanged classes or
+    answers, or for regression (where exact agreement means nothing) ``prediction_closeness``."""
+    if spec.is_regression:
+        return {"prediction_closeness": prediction_closeness(reference, candidate)}
+    return {"prediction_agreement": round(prediction_agreement(reference, candidate), 4)}

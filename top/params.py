@@ -210,6 +210,8 @@ class BenchmarkParams(_Section):
     compile: bool = True
     # The dense teacher exported to other runtimes and timed in the same rounds; [] times none.
     peers: list[Peer] = ["ort-fp32", "ort-int8", "openvino-fp32", "openvino-int8"]
+    # The ToP model also exported as one ONNX graph and timed in ONNX Runtime, FP32 and dynamic INT8.
+    top_ort: bool = True
     seed: int = Field(42, ge=0)
 
     @model_validator(mode="after")

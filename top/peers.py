@@ -1,16 +1,20 @@
-"""The dense teacher in the runtimes a CPU user would deploy instead of pruning: the benchmark's peers.
+"""Models in the runtimes a CPU user deploys: the dense teacher as the benchmark's peers, and the ToP model itself.
 
-Each peer is the fine-tuned dense model exported once to ONNX (torch.onnx's torch.export-based exporter, dynamic
-batch and sequence axes) and then made FP32 or INT8 with its runtime's own tools: ONNX Runtime
+A model is exported once to ONNX (torch.onnx's torch.export-based exporter, dynamic batch and sequence axes; a
+ToP model as one graph with its token ranking, top-k and gather inside, ``top.pruning.onnx_graph``) and then made
+FP32 or INT8 with its runtime's own tools: ONNX Runtime
 (``onnxruntime.quantization`` dynamic INT8 with per-channel weights: no calibration data, and each activation is
 quantized on its own range at every call) and OpenVINO (``openvino.convert_model``, INT8 by NNCF's transformer
-recipe calibrated on the same batches as the PyTorch INT8 model). A peer is called like a Hugging Face classifier
+recipe calibrated on the same batches as the PyTorch INT8 model). Each is called like a Hugging Face classifier
 on the benchmark's batches and returns its logits, so it is timed and scored like the project's own models.
+
+Deploying the ToP model in ONNX Runtime: ``OrtModel("artifacts/onnx/top-int8.onnx", threads=2)(**batch).logits``.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,22 +24,24 @@ import datasets
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedTokenizerBase
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from top.atomic import atomic_file
 from top.backbone import load_float32
 from top.data.batches import MODEL_INPUTS, batch_loader, model_inputs
 from top.data.tasks import TaskSpec
 from top.errors import ModelBuildError, one_line
 from top.metrics import compute_metrics, predictions_from_logits
 from top.params import Peer
+from top.pruning.model import TokenPruningBertForSequenceClassification
+from top.pruning.onnx_graph import PrunedLogitsGraph
 
 log = logging.getLogger(__name__)
 
 PEERS: tuple[str, ...] = get_args(Peer)
 # Runtime part of a peer's name -> the package that provides it (named in an install error).
 RUNTIME_PACKAGES = {"ort": "onnxruntime", "openvino": "openvino"}
-ONNX_FILE = "dense-fp32.onnx"
 # Shape of the example the export traces: both axes are then dynamic (torch.export specializes sizes 0 and 1,
 # and two input axes of one size would be taken for the same dimension).
 EXPORT_EXAMPLE_SHAPE = (3, 11)
@@ -60,30 +66,43 @@ class _Logits(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
 
 
+def onnx_file(family: str, precision: str) -> str:
+    """File name of a model family's (``dense``, ``top``) FP32 export or ONNX Runtime INT8 model."""
+    return f"{family}-{precision}.onnx"
+
+
+def logits_graph(model_dir: str | Path) -> nn.Module:
+    """The saved sequence classifier as a module of the three inputs to its logits: Hugging Face's own forward
+    for a dense model, the one-graph physical forward for a ToP model (prune layers in its config)."""
+    if getattr(AutoConfig.from_pretrained(str(model_dir)), "prune_layers", None):
+        return PrunedLogitsGraph(load_float32(TokenPruningBertForSequenceClassification, model_dir))
+    return _Logits(load_float32(AutoModelForSequenceClassification, model_dir))
+
+
 def export_onnx(model_dir: str | Path, path: str | Path) -> Path:
     """The sequence classifier saved in ``model_dir`` as one ONNX graph with dynamic batch and sequence axes."""
     from torch.export import Dim
 
-    model = load_float32(AutoModelForSequenceClassification, model_dir).eval()
+    module = logits_graph(model_dir).eval()
+    config = AutoConfig.from_pretrained(str(model_dir))
     batch, tokens = EXPORT_EXAMPLE_SHAPE
     example = (
-        torch.randint(0, model.config.vocab_size, (batch, tokens)),
+        torch.randint(0, config.vocab_size, (batch, tokens)),
         torch.ones(batch, tokens, dtype=torch.long),
         torch.zeros(batch, tokens, dtype=torch.long),
     )
     example[1][-1, tokens // 2 :] = 0  # a padded row, as real batches have
-    dims = {0: Dim("batch"), 1: Dim("sequence", max=model.config.max_position_embeddings)}
+    dims = {0: Dim("batch"), 1: Dim("sequence", max=config.max_position_embeddings)}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), atomic_file(path) as staging:
         # The exporter notes that the three inputs share their axes' names (they do, by design), and torch.export
         # trips over a deprecation inside torch itself.
         warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning)
         torch.onnx.export(
-            _Logits(model).eval(),
+            module,
             example,
-            str(path),
+            str(staging),
             input_names=list(MODEL_INPUTS),
             output_names=["logits"],
             dynamic_shapes={name: dims for name in MODEL_INPUTS},
@@ -128,11 +147,12 @@ def quantize_ort(fp32_path: str | Path, int8_path: str | Path) -> Path:
     """ONNX Runtime's dynamic INT8: per-channel INT8 weights, each activation quantized per call on its own range."""
     from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
-    prepared = Path(int8_path).with_suffix(".pre.onnx")
-    # ONNX Runtime's pre-processing (shape inference, graph clean-up); its symbolic shape pass does not follow the
-    # torch.export graph's shapes, and ONNX's own inference covers what quantization needs.
-    quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-    quantize_dynamic(str(prepared), str(int8_path), weight_type=QuantType.QInt8, per_channel=True)
+    with tempfile.TemporaryDirectory() as work, atomic_file(int8_path) as staging:
+        prepared = Path(work) / "prepared.onnx"
+        # ONNX Runtime's pre-processing (shape inference, graph clean-up); its symbolic shape pass does not follow
+        # the torch.export graph's shapes, and ONNX's own inference covers what quantization needs.
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_dynamic(str(prepared), str(staging), weight_type=QuantType.QInt8, per_channel=True)
     return Path(int8_path)
 
 
@@ -179,21 +199,24 @@ def build_peers(
     work_dir: str | Path,
     threads: int,
     calibration: Callable[[], list[dict[str, torch.Tensor]]],
+    family: str = "dense",
 ) -> dict[str, OrtModel | OpenVinoModel]:
-    """Every peer in ``names`` (e.g. ``ort-int8``) of the sequence classifier in ``model_dir``.
+    """The sequence classifier in ``model_dir`` in every runtime and precision in ``names`` (e.g. ``ort-int8``).
 
-    The ONNX export and INT8 models are written under ``work_dir``; ``calibration`` gives the batches that
-    calibrate a static INT8 peer. A peer that cannot be built (a runtime not installed, an export or
-    quantization that fails) is a one-line ``ModelBuildError`` naming the peer and the cause.
+    The ONNX export and ONNX Runtime INT8 model are written under ``work_dir`` (``onnx_file(family, ...)``);
+    ``calibration`` gives the batches that calibrate a static INT8 model. A model that cannot be built (a runtime
+    not installed, an export or quantization that fails) is a one-line ``ModelBuildError`` naming the variant
+    (``<family>-<precision>-<runtime>``) and the cause.
     """
     work_dir = Path(work_dir)
-    onnx_path = work_dir / ONNX_FILE
+    onnx_path = work_dir / onnx_file(family, "fp32")
     exported = False  # exported afresh by the first peer: a file left by an earlier run may be another model's
     peers: dict[str, OrtModel | OpenVinoModel] = {}
     for name in names:
         if name not in PEERS:
             raise ModelBuildError(f"unknown benchmark peer {name!r}; known peers: {', '.join(PEERS)}")
         precision, runtime = peer_parts(name)
+        variant = f"benchmark {family}-{precision}-{runtime}"
         step = "ONNX export"
         try:
             if not exported:
@@ -201,19 +224,20 @@ def build_peers(
                 exported = True
             step = f"{precision.upper()} build"
             if runtime == "ort":
-                path = onnx_path if precision == "fp32" else quantize_ort(onnx_path, work_dir / f"{name}.onnx")
+                int8_path = work_dir / onnx_file(family, "int8")
+                path = onnx_path if precision == "fp32" else quantize_ort(onnx_path, int8_path)
                 peers[name] = OrtModel(path, threads)
             else:
                 batches = calibration() if precision == "int8" else None
                 peers[name] = OpenVinoModel(openvino_model(onnx_path, batches), threads)
         except ImportError as exc:
             raise ModelBuildError(
-                f"benchmark peer {name}: {RUNTIME_PACKAGES[runtime]} or a package it needs is not installed "
+                f"{variant}: {RUNTIME_PACKAGES[runtime]} or a package it needs is not installed "
                 f"(pip install -r requirements.txt): {one_line(exc)}"
             ) from None
         except Exception as exc:  # any failure inside a third-party build is reported as one line
-            raise ModelBuildError(f"benchmark peer {name}: {step} failed: {one_line(exc)}") from None
-        log.info("built benchmark peer %s", name)
+            raise ModelBuildError(f"{variant}: {step} failed: {one_line(exc)}") from None
+        log.info("built %s", variant)
     return peers
 
 
@@ -224,13 +248,15 @@ def evaluate_peer(
     split: datasets.Dataset,
     tokenizer: PreTrainedTokenizerBase,
     batch_size: int,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], np.ndarray]:
     """Every official metric of ``spec`` for a classifier (or regressor) called on ``split`` in dynamic-padded
-    batches: the same inputs and metric code as the evaluation of the project's own models."""
+    batches, and its predictions in split order: the same inputs and metric code as the evaluation of the
+    project's own models."""
     if spec.is_qa:
         raise ValueError("peers are sequence classifiers; a QA task has no peer to evaluate")
     logits, labels = [], []
     for batch in batch_loader(split, tokenizer, batch_size, shuffle=False, seed=0):
         logits.append(model(**model_inputs(batch)).logits.float().numpy())
         labels.append(batch["labels"].numpy())
-    return compute_metrics(spec, predictions_from_logits(spec, np.concatenate(logits)), np.concatenate(labels))
+    predictions = predictions_from_logits(spec, np.concatenate(logits))
+    return compute_metrics(spec, predictions, np.concatenate(labels)), predictions

@@ -439,14 +439,20 @@ def attention_with_scores(
         queries = query[examples, :, :extent] * head_size**-0.5
         logits = queries @ key[examples, :, :extent].transpose(-1, -2)
         probs = logits.masked_fill(~keys[examples, None, None, :extent], float("-inf")).softmax(dim=-1)
-        row_weights = rows[examples, :extent].to(probs.dtype)
-        # A masked sum, not a matrix product: scoring is a reduction, which ToP's MACs do not count.
-        scores = (probs.sum(dim=1) * row_weights[:, :, None]).sum(dim=1)
-        received[examples, :extent] = scores / (row_weights.sum(dim=1, keepdim=True).clamp(min=1) * heads)
+        received[examples, :extent] = received_attention(probs, rows[examples, :extent])
         if context is not None:
             weights = probs if dropout is None else dropout(probs)
             context[examples, :, :extent] = weights @ value[examples, :, :extent]
     return context, received
+
+
+def received_attention(probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The attention each token received [B, n]: ``probs`` [B, H, n, n] averaged over heads and the live query
+    ``rows`` [B, n] (0 for dead keys, whose probabilities are 0)."""
+    weights = rows.to(probs.dtype)
+    # A masked sum, not a matrix product: scoring is a reduction, which ToP's MACs do not count.
+    scores = (probs.sum(dim=1) * weights[:, :, None]).sum(dim=1)
+    return scores / (weights.sum(dim=1, keepdim=True).clamp(min=1) * probs.shape[1])
 
 
 def _length_groups(extents: list[int], heads: int, group_elements: float) -> list[list[int]]:
@@ -502,11 +508,16 @@ def select_tokens(
     """Keep the ``fixed`` tokens ([CLS] at least) and the round(keep_ratio * n) best-scored of the n others."""
     fixed = _fixed_tokens(alive, fixed)
     candidates = alive & ~fixed
-    keep_count = torch.round(candidates.sum(dim=1).to(scores.dtype) * keep_ratio).long()
+    keep_count = keep_counts(candidates, keep_ratio)
     ranked = scores.masked_fill(~candidates, float("-inf"))
     order = ranked.argsort(dim=1, descending=True, stable=True)
     rank = order.argsort(dim=1)
     return ((rank < keep_count[:, None]) & candidates) | fixed
+
+
+def keep_counts(candidates: torch.Tensor, keep_ratio: float) -> torch.Tensor:
+    """How many of each example's prunable live tokens (``candidates`` [B, n]) a prune keeps: round(ratio * n)."""
+    return torch.round(candidates.sum(dim=1).to(torch.float32) * keep_ratio).long()
 
 
 def _fixed_tokens(alive: torch.Tensor, fixed: torch.Tensor | None) -> torch.Tensor:
