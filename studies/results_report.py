@@ -295,9 +295,33 @@ def int8_rows(run: Run) -> list[list[str]]:
     return rows
 
 
+def ort_rows(run: Run) -> list[list[str]]:
+    """The ToP model in ONNX Runtime (scored by the benchmark on dev), with INT8's agreement with FP32 there."""
+    bench, prune = run.data["benchmark"], run.data.get("prune", {})
+    if "teacher" not in prune:
+        return []
+    metric = bench["metric"]
+    rows = []
+    for name, found in bench.get("top_ort", {}).items():
+        if not isinstance(found, dict) or "dev" not in found:
+            continue
+        agreement = found.get("vs_fp32", {}).get("prediction_agreement")
+        rows.append(
+            [
+                model_name(found["model"]) + (" (dynamic ranges)" if name.endswith("int8") else ""),
+                scores(found["dev"]),
+                macs(bench["macs_ratio"]["dynamic"], bench["macs_ratio"]["padded"]),
+                points(100 * (found["dev"][metric] - prune["teacher"][metric])),
+                "" if agreement is None else f"{100 * agreement:.1f}%",
+                *run.provenance("benchmark"),
+            ]
+        )
+    return rows
+
+
 def compression_rows(run: Run) -> list[list[str]]:
-    """Every compressed model a run holds: ToP, its baselines at equal MACs, INT8."""
-    builders = (("prune", top_rows), ("baselines", baseline_rows), ("quantize", int8_rows))
+    """Every compressed model a run holds: ToP, its baselines at equal MACs, INT8, ToP in ONNX Runtime."""
+    builders = (("prune", top_rows), ("baselines", baseline_rows), ("quantize", int8_rows), ("benchmark", ort_rows))
     return [row for part, build in builders if part in run.data for row in build(run)]
 
 
@@ -327,6 +351,38 @@ def latency_table(run: Run, part: str) -> str:
         for model, cells in bench["latency"].items()
     ]
     return table([*header, "record", "machine", "rerun"], rows)
+
+
+def speedup_table(run: Run) -> str:
+    """Each ToP variant against the fastest dense model of any runtime and precision, and against dense FP32 in its
+    own runtime (how much of the MACs cut that runtime turns into time), at batch 1 and the largest batch."""
+    rows = []
+    for key, entry in run.data["benchmark"]["summary"].items():
+        model, inputs, batch = key.split("/")
+        own = entry.get("speedup_vs_dense_fp32_same_runtime")
+        rows.append(
+            [
+                model_name(model),
+                f"{INPUTS[inputs]}, b{batch.removeprefix('batch_')}",
+                f"{entry['speedup_vs_fastest_dense']:.2f}x "
+                f"({entry['speedup_vs_fastest_dense_min_over_rounds']:.2f}-"
+                f"{entry['speedup_vs_fastest_dense_max_over_rounds']:.2f})",
+                model_name(entry["fastest_dense"]),
+                "" if own is None else f"{own:.2f}x",
+                f"{entry['macs_reduction']:.2f}x",
+                "" if own is None else f"{entry['same_runtime_speedup_over_macs_reduction']:.2f}",
+            ]
+        )
+    header = [
+        "ToP model",
+        "inputs",
+        "vs fastest dense (round range)",
+        "fastest dense",
+        "vs dense FP32, same runtime",
+        "MACs reduction",
+        "share of it",
+    ]
+    return table(header, rows)
 
 
 def latency_caption(bench: dict[str, Any]) -> str:
@@ -461,6 +517,8 @@ def task_section(root: Path, task: Task, runs: dict[str, Run]) -> str:
     for run in (runs[name] for name in task.latency if name in runs):
         caption = latency_caption(run.data["benchmark"])
         parts.append(f"### Latency ({run.source('benchmark')})\n\n{caption}\n\n" + latency_table(run, "benchmark"))
+        if any("speedup_vs_dense_fp32_same_runtime" in entry for entry in run.data["benchmark"]["summary"].values()):
+            parts.append("### ToP against the fastest dense model\n\n" + speedup_table(run))
     parts += flex_sections([runs[name] for name in task.flex if name in runs])
     for path in task.sweeps:
         header = [*SWEEP_HEADER, *PROVENANCE]
@@ -542,7 +600,7 @@ TASKS = (
     ),
     Task(
         "MRPC, Flexible BERT",
-        flex=(STAGE_FLEX, "flex-mrpc-depth3"),
+        flex=(STAGE_FLEX, "flex-mrpc-cpu-default"),
         plots=((STAGE_FLEX, "artifacts/metrics/flex.png", "Flexible BERT on MRPC"),),
     ),
     Task(

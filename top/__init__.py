@@ -2,7 +2,8 @@
 
 Importing the package filters, once, the known-harmless start-up noise of its dependencies: transformers imports
 torchao, which logs "Failed to load" for CUDA kernels a CPU host never uses and deprecation notices about its own
-enums, and Intel Neural Compressor announces the accelerator it picked on every import. Real warnings still show.
+enums, Intel Neural Compressor announces the accelerator it picked on every import, and the ONNX exporter notes
+that torchvision (whose detection operators no BERT uses) is not installed. Real warnings still show.
 """
 
 import logging
@@ -22,3 +23,6 @@ class _DropMessages(logging.Filter):
 logging.getLogger("torchao").addFilter(_DropMessages("Failed to load"))
 logging.getLogger("torch.utils._pytree").addFilter(_DropMessages("<enum "))
 logging.getLogger("neural_compressor").addFilter(_DropMessages("Auto detect accelerator"))
+logging.getLogger("torch.onnx._internal.exporter._registration").addFilter(
+    _DropMessages("torchvision is not installed")
+)

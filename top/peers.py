@@ -13,10 +13,11 @@ Deploying the ToP model in ONNX Runtime: ``OrtModel("artifacts/onnx/top-int8.onn
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, get_args
 
@@ -147,13 +148,25 @@ def quantize_ort(fp32_path: str | Path, int8_path: str | Path) -> Path:
     """ONNX Runtime's dynamic INT8: per-channel INT8 weights, each activation quantized per call on its own range."""
     from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
-    with tempfile.TemporaryDirectory() as work, atomic_file(int8_path) as staging:
+    with tempfile.TemporaryDirectory() as work, atomic_file(int8_path) as staging, _quiet_root_logger():
         prepared = Path(work) / "prepared.onnx"
         # ONNX Runtime's pre-processing (shape inference, graph clean-up); its symbolic shape pass does not follow
         # the torch.export graph's shapes, and ONNX's own inference covers what quantization needs.
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         quantize_dynamic(str(prepared), str(staging), weight_type=QuantType.QInt8, per_channel=True)
     return Path(int8_path)
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """ONNX Runtime's quantization logs a line per tensor and node on the root logger at INFO: raise it meanwhile."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 class OpenVinoModel:
