@@ -1,7 +1,9 @@
 """Stage `prune`: ToP token pruning of the teacher; the pruned model goes to artifacts/pruned, resumable after a kill.
 
 The teacher is re-evaluated here with the same code as the pruned model (physical forward, same batches), so
-the reported gap between the two is measured, not copied from another stage's metrics.
+the reported gap between the two is measured, not copied from another stage's metrics. The metrics also say how
+well each prune layer's token ranking agrees with the teacher's final-layer ranking on dev, for the teacher
+itself (where the search starts) and for the pruned model: what ranking distillation is meant to raise.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from top.device import resolve_device
 from top.evaluate import Evaluation, evaluate
 from top.fingerprint import directory_digest, fingerprint
 from top.params import Params, PruneParams
+from top.pruning.ranking_quality import ranking_agreement
 from top.pruning.teacher_cache import TeacherOutputStore
 from top.pruning.train import TRAINING_STATE_FORMAT, load_models, train_token_pruning
 from top.qa.evaluate import QAReference
@@ -65,7 +68,22 @@ def prune_teacher(
     with atomic_directory(live_dir) as staging:
         write_history(staging / HISTORY_FILE, summary["history"])
     checkpoint_file.unlink(missing_ok=True)
-    return prune_metrics(spec.name, spec.primary_metric, params, dense, pruned, summary, resumed)
+    agreement = {
+        name: ranking_agreement(
+            ranker,
+            teacher,
+            splits["eval"],
+            tokenizer,
+            params.eval_batch_size,
+            params.prune_layers,
+            pruned.keep_ratios,
+            params.protect_question,
+        )
+        for name, ranker in (("teacher", teacher), ("pruned", model))
+    }
+    return prune_metrics(spec.name, spec.primary_metric, params, dense, pruned, summary, resumed) | {
+        "ranking_agreement": agreement
+    }
 
 
 def prune_metrics(

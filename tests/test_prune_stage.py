@@ -28,6 +28,11 @@ def test_prune_then_compare(toy_top):
     assert len(list(tmp_path.glob("teacher-outputs-*.pt"))) == 1, "the teacher outputs are kept for later runs"
     header = (tmp_path / "live" / HISTORY_FILE).read_text().splitlines()[0].split("\t")
     assert {"step", "macs_ratio", "target", "dev_score"} <= set(header)
+    # The toy's pruned model trained away from the random teacher: the two rank differently.
+    agreement = metrics["ranking_agreement"]
+    assert set(agreement) == {"teacher", "pruned"} and set(agreement["pruned"]) == {"layer_1"}
+    assert set(agreement["pruned"]["layer_1"]) == {"kendall_tau", "top_k_overlap"}
+    assert agreement["pruned"] != agreement["teacher"]
 
     # A user's two lines: load and call it like a Hugging Face model.
     model = TokenPruningBertForSequenceClassification.from_pretrained(tmp_path / "pruned")

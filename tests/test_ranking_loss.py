@@ -56,3 +56,15 @@ def test_gradient_reaches_student_scores():
     teacher = torch.randn(2, 6)
     ranking_distillation_loss(student, teacher, torch.ones(2, 6, dtype=torch.bool), k=4).backward()
     assert student.grad is not None and student.grad.abs().sum() > 0
+
+
+def test_log_scores_separate_the_pairs_that_raw_attention_leaves_near_log_2():
+    """Raw received attention of ~1/n gives pair gaps of hundredths: the loss barely moves off its start. The
+    log form sees the same order as ratios, so a correctly ranked student scores far lower than a reversed one."""
+    teacher = torch.tensor([[0.0, 0.05, 0.04, 0.03, 0.02, 0.01]])
+    valid = torch.tensor([[False, True, True, True, True, True]])
+    right, wrong = teacher.clone(), teacher.flip(1).roll(1, dims=1)
+    raw = [ranking_distillation_loss(s, teacher, valid, 5, "raw") for s in (right, wrong)]
+    log = [ranking_distillation_loss(s, teacher, valid, 5, "log") for s in (right, wrong)]
+    assert raw[1] / raw[0] < 1.1
+    assert log[1] / log[0] > 2.0

@@ -54,6 +54,9 @@ Share = Annotated[Float, Field(gt=0, le=1)]
 Int8ActivationAlgorithm = Literal["kl", "minmax"]
 INT8_ACTIVATION_ALGORITHMS: tuple[str, ...] = get_args(Int8ActivationAlgorithm)
 
+# What ToP's ranking loss compares: the student's token scores as they are, or their logarithms.
+RankScores = Literal["raw", "log"]
+
 # The dense teacher in another runtime, timed next to the project's models (top.peers): <runtime>-<precision>.
 Peer = Literal["ort-fp32", "ort-int8", "openvino-fp32", "openvino-int8"]
 
@@ -159,6 +162,7 @@ class PruneParams(_Section):
     top_k: int = Field(20, ge=1)
     distill_layers: NonEmptyList[int] = [1]
     rank_loss_weight: Float = Field(0.01, ge=0)
+    rank_scores: RankScores = "raw"
     state_distill_weight: Float = Field(0.0, ge=0)
     distill_temperature: Float = Field(2.0, gt=0)
     epochs: Float = Field(3.0, gt=0)

@@ -3,6 +3,10 @@
 The loss is LambdaLoss's ARP2 pairwise form (Wang et al. 2018, sigma = 1), reimplemented: for every pair of
 items whose teacher relevance differs, ``(y_a - y_b) * log2(1 + exp(-(s_a - s_b)))``, summed per example,
 divided by K^2 and averaged over the batch. Items are the teacher's top-K tokens with relevance K..1.
+
+The student's scores enter as they are (``raw``, the authors' form) or as their logarithms (``log``). Raw
+received attention is about 1/n per token, so score gaps are a few hundredths and softplus(-gap) barely moves
+from log 2: the loss sits near its starting value. Log scores turn the gaps into log ratios of order one.
 """
 
 from __future__ import annotations
@@ -11,6 +15,11 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from top.params import RankScores
+
+# Floor under a score before its logarithm: only live tokens are ranked, and their attention is never 0 in float32.
+SMALLEST_SCORE = 1e-30
 
 
 def teacher_top_k(
@@ -41,8 +50,16 @@ def lambda_arp2_loss(scores: torch.Tensor, relevance: torch.Tensor, item_valid: 
 
 
 def ranking_distillation_loss(
-    student_scores: torch.Tensor, teacher_scores: torch.Tensor, valid: torch.Tensor, k: int
+    student_scores: torch.Tensor,
+    teacher_scores: torch.Tensor,
+    valid: torch.Tensor,
+    k: int,
+    scores: RankScores = "raw",
 ) -> torch.Tensor:
-    """ARP2 loss of the student's token scores at the teacher's top-k positions."""
+    """ARP2 loss of the student's token scores (``scores``: as they are, or their logarithms) at the teacher's
+    top-k positions."""
     positions, relevance, item_valid = teacher_top_k(teacher_scores, valid, k)
-    return lambda_arp2_loss(torch.gather(student_scores, 1, positions), relevance, item_valid)
+    ranked = torch.gather(student_scores, 1, positions)
+    if scores == "log":
+        ranked = ranked.clamp_min(SMALLEST_SCORE).log()
+    return lambda_arp2_loss(ranked, relevance, item_valid)

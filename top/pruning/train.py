@@ -375,7 +375,9 @@ def _step_losses(
     valid[:, 0] = False  # [CLS] is never ranked
     teacher_scores = targets.ranking_scores.float()
     rank = sum(
-        ranking_distillation_loss(student_out.token_scores[layer].float(), teacher_scores, valid, params.top_k)
+        ranking_distillation_loss(
+            student_out.token_scores[layer].float(), teacher_scores, valid, params.top_k, params.rank_scores
+        )
         for layer in params.distill_layers
     )
     lengths, fixed = _real_lengths(inputs, student.config)

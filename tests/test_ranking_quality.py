@@ -1,0 +1,52 @@
+"""The ranking-agreement measurement of prune.json: exact where the answer is known, and counting kept tokens
+as the physical forward does."""
+
+import numpy as np
+import pytest
+import torch
+
+from top.data.batches import batch_loader, model_inputs
+from top.pruning.model import TokenPruningBertForSequenceClassification
+from top.pruning.ranking_quality import kept_counts, prunable_tokens, ranking_agreement, top_k_overlap
+from top.pruning.train import load_with_schedule
+
+
+def test_a_layer_ranking_as_the_teacher_does_agrees_fully(toy_top):
+    """A teacher cut after its first layer ranks by that layer: the model's source for prune layer 1."""
+    _, _, splits, tokenizer, tmp_path = toy_top
+    model = load_with_schedule(tmp_path / "teacher", [1, 2], [0.5, 0.5])
+    cut = TokenPruningBertForSequenceClassification.from_pretrained(tmp_path / "teacher", num_hidden_layers=1)
+    agreement = ranking_agreement(model, cut, splits["eval"], tokenizer, 8, [1, 2], [0.5, 0.5])
+    assert agreement["layer_1"] == {"kendall_tau": 1.0, "top_k_overlap": 1.0}
+    assert agreement["layer_2"]["kendall_tau"] < 1.0  # layer 1 ranks differently from layer 0
+
+
+def test_the_teacher_measured_against_itself_is_in_range(toy_top):
+    _, _, splits, tokenizer, tmp_path = toy_top
+    teacher = load_with_schedule(tmp_path / "teacher", [], [])
+    agreement = ranking_agreement(teacher, teacher, splits["eval"], tokenizer, 8, [1, 2], [0.6, 0.6])
+    for layer in agreement.values():
+        assert -1.0 <= layer["kendall_tau"] <= 1.0
+        assert 0.0 <= layer["top_k_overlap"] <= 1.0
+    assert teacher.config.keep_ratios == []  # the measurement leaves the schedule as it was
+
+
+@pytest.mark.parametrize("keep_ratios", [[0.5, 0.7], [0.34, 1.0], [0.0, 0.5]])
+def test_kept_counts_match_the_physical_forward(toy_top, keep_ratios):
+    _, _, splits, tokenizer, tmp_path = toy_top
+    model = load_with_schedule(tmp_path / "teacher", [1, 2], keep_ratios).eval()
+    batch = next(iter(batch_loader(splits["eval"], tokenizer, 16, shuffle=False, seed=0)))
+    inputs = model_inputs(batch)
+    with torch.no_grad():
+        counts = model(**inputs, mode="physical").token_counts
+    expected = [counts[:, layer] - 1 for layer in (1, 2)]  # entering the prune layer, less [CLS]
+    for got, want in zip(kept_counts(prunable_tokens(inputs, False), keep_ratios), expected, strict=True):
+        assert torch.equal(got, want)
+
+
+def test_top_k_overlap_counts_shared_tokens():
+    scores = np.array([0.4, 0.3, 0.2, 0.1])
+    assert top_k_overlap(scores, scores, 2) == 1.0
+    assert top_k_overlap(scores, scores[::-1].copy(), 2) == 0.0
+    assert top_k_overlap(scores, np.array([0.4, 0.1, 0.3, 0.2]), 2) == 0.5
+    assert np.isnan(top_k_overlap(scores, scores, 0))
