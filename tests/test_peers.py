@@ -85,6 +85,20 @@ def test_peer_dev_metric_is_the_task_metric_of_its_logits(toy_top, peers, eager)
     assert metrics == pytest.approx(eager_metrics) and (predictions == eager_predictions).all()
 
 
+def test_scoring_gives_memory_back_and_leaves_timed_calls_as_they_were(toy_top, peers):
+    """Scoring runs return their working memory (ONNX Runtime arena shrinkage, OpenVINO's buffer release) with
+    unchanged predictions; afterwards the calls the benchmark times run without the shrinkage again."""
+    _, spec, splits, tokenizer, _ = toy_top
+    batch = dict(tokenizer(toy_texts(8, seed=5), padding=True, return_tensors="pt"))
+    for name in ("ort-fp32", "openvino-fp32"):
+        before = peers[name](**batch).logits
+        with peers[name].returning_memory():
+            torch.testing.assert_close(peers[name](**batch).logits, before, msg=name)
+        torch.testing.assert_close(peers[name](**batch).logits, before, msg=name)
+    evaluate_peer(peers["ort-int8"], spec, splits["eval"], tokenizer, batch_size=8)
+    assert peers["ort-int8"].run_options is None
+
+
 def test_a_failed_export_is_one_line_naming_the_peer(tiny_bert_dir, tmp_path, monkeypatch, capsys):
     def explode(*_: Any) -> None:
         raise RuntimeError("exporter failed\n  on a node")
