@@ -40,7 +40,6 @@ QUICK_OVERRIDES: dict[str, Any] = {
     "teacher.epochs": 1,
     "prune.epochs": 4,
     "prune.eval_steps": 8,
-    "prune.mask_learning_rate": 0.1,
     "prune.macs_tolerance": 0.03,
     "quantize.calibration_batches": 2,
     "benchmark.batch_sizes": [1, 8],

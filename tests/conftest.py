@@ -162,7 +162,11 @@ def tiny_pipeline_params(
         epochs=40,
         finetune_epochs=5,
         warmup_ratio=0.3,
+        # The authors' Adam multipliers: the toy's search then overshoots, which the fine-tuning tests rely on.
         mask_learning_rate=0.1,
+        multiplier_update="adam",
+        multiplier_learning_rate=0.1,
+        constraint_penalty=0.0,
         batch_size=16,
         eval_steps=20,
         macs_tolerance=0.05,

@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import BertForSequenceClassification
 
+from top.params import PruneParams
 from top.pruning import hard_concrete
 from top.pruning.l0 import (
     LagrangianConstraint,
@@ -18,6 +19,7 @@ from top.pruning.l0 import (
 )
 from top.pruning.macs import EncoderDims
 from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning
+from top.pruning.train import multiplier_optimizer
 
 from .conftest import flop_counter, tiny_bert_config
 
@@ -114,6 +116,46 @@ def test_lagrangian_multipliers_ascend():
     assert constraint.lambda2.item() == pytest.approx(0.1 * 0.09)
     # ... so that the penalty on the model side grows with the gap.
     assert constraint(torch.tensor(0.8), 0.5) > constraint(torch.tensor(0.6), 0.5)
+
+
+def ascend(constraint, optimizer, macs_ratio, target):
+    """One multiplier step at ``macs_ratio``; returns the pull on the ratio (d loss / d ratio) before the step."""
+    ratio = torch.tensor(macs_ratio, requires_grad=True)
+    optimizer.zero_grad()
+    constraint(ratio, target).backward()
+    constraint.ascend_()
+    optimizer.step()
+    return ratio.grad.item()
+
+
+def test_the_penalty_pulls_in_proportion_to_the_gap_and_error_scaled_steps_follow_the_gap():
+    constraint = LagrangianConstraint(penalty=100.0)
+    optimizer = multiplier_optimizer(
+        constraint, PruneParams(multiplier_update="error_scaled", multiplier_learning_rate=2.0)
+    )
+    assert isinstance(optimizer, torch.optim.SGD)
+    # With the multipliers at 0 the pull is the penalty's alone: penalty * gap.
+    assert ascend(constraint, optimizer, 0.6, 0.5) == pytest.approx(100.0 * 0.1)
+    assert constraint.lambda1.item() == pytest.approx(2.0 * 0.1)
+    # A gap half as wide moves lambda1 half as far; under the target it moves back.
+    ascend(constraint, optimizer, 0.55, 0.5)
+    assert constraint.lambda1.item() == pytest.approx(2.0 * 0.1 + 2.0 * 0.05)
+    ascend(constraint, optimizer, 0.4, 0.5)
+    assert constraint.lambda1.item() == pytest.approx(2.0 * 0.05)
+
+
+def test_adam_multipliers_step_about_the_learning_rate_whatever_the_gap():
+    steps = []
+    for gap in (0.3, 0.003):
+        constraint = LagrangianConstraint()
+        ascend(
+            constraint,
+            multiplier_optimizer(constraint, PruneParams(multiplier_update="adam", multiplier_learning_rate=0.1)),
+            0.5 + gap,
+            0.5,
+        )
+        steps.append(constraint.lambda1.item())
+    assert steps == pytest.approx([0.1, 0.1], rel=1e-3)
 
 
 def test_warmup_schedule():

@@ -6,6 +6,7 @@ import torch
 from top.data.tasks import resolve_task
 from top.errors import ParamsError
 from top.evaluate import evaluate
+from top.params import PruneParams
 from top.pruning import train as train_module
 from top.pruning.model import TokenPruningBertForSequenceClassification, TokenPruningOutput, TokenPruningQAOutput
 from top.pruning.train import load_models, selection_rank, train_token_pruning
@@ -44,12 +45,29 @@ def test_fine_tuning_brings_a_search_that_stopped_over_the_budget_to_it(toy_top)
     assert evaluation.macs_ratio <= low.target_macs + low.macs_tolerance
 
 
-def test_an_unreachable_target_is_a_clear_error(toy_top):
+def test_a_target_under_the_prune_layers_floor_fails_before_training(toy_top, monkeypatch):
     params, spec, splits, tokenizer, tmp_path = toy_top
     unreachable = params.prune.model_copy(update={"target_macs": 0.01})
     teacher, student = load_models(tmp_path / "teacher", unreachable)
-    with pytest.raises(ParamsError, match=r"never reached the MACs target 0\.01"):
+    monkeypatch.setattr(train_module, "batch_loader", None)  # no training batch may be drawn
+    monkeypatch.setattr(train_module, "_split_lengths", lambda *args: real_lengths(splits["train"]))
+    with pytest.raises(
+        ParamsError, match=r"target_macs 0\.01 is under the cheapest model .* \[1\] allow .* \(0\.\d+\)"
+    ):
         train_token_pruning(teacher, student, spec, splits, tokenizer, unreachable, 24)
+
+
+def test_a_search_too_short_for_its_target_is_a_clear_error(toy_top):
+    params, spec, splits, tokenizer, tmp_path = toy_top
+    short = params.prune.model_copy(update={"epochs": 1.0, "finetune_epochs": 0.0})
+    teacher, student = load_models(tmp_path / "teacher", short)
+    with pytest.raises(ParamsError, match=r"never reached the MACs target 0\.6 \(last measured ratio 1\.000\)"):
+        train_token_pruning(teacher, student, spec, splits, tokenizer, short, 24)
+
+
+def real_lengths(split):
+    lengths = torch.tensor([sum(mask) for mask in split["attention_mask"]])
+    return lengths, torch.ones_like(lengths)
 
 
 def test_distill_layer_outside_the_model(toy_top):
@@ -145,3 +163,23 @@ def test_qa_state_distillation_ignores_padding_positions(toy_top):
     assert train_module._distillation(output(moved), output(teacher_states), batch, qa, weighted) == loss
     live = batch["attention_mask"].bool()
     assert torch.allclose(loss, ((student_states[live] - teacher_states[live]) ** 2).mean(), atol=1e-6, rtol=0)
+
+
+def test_the_damped_constraint_ends_the_search_on_the_target_without_fine_tuning(toy_top):
+    params, spec, splits, tokenizer, tmp_path = toy_top
+    defaults = PruneParams()
+    damped = params.prune.model_copy(
+        update={
+            "finetune_epochs": 0.0,
+            "macs_tolerance": 0.02,
+            **{
+                name: getattr(defaults, name)
+                for name in ("multiplier_update", "multiplier_learning_rate", "constraint_penalty")
+            },
+        }
+    )
+    teacher, student = load_models(tmp_path / "teacher", damped)
+    _, _, run = train_token_pruning(teacher, student, spec, splits, tokenizer, damped, 24)
+    searched = [record["macs_ratio"] for record in run["history"]]
+    assert all(record["phase"] == "search" for record in run["history"])
+    assert searched[-1] == pytest.approx(damped.target_macs, abs=damped.macs_tolerance)

@@ -57,6 +57,10 @@ INT8_ACTIVATION_ALGORITHMS: tuple[str, ...] = get_args(Int8ActivationAlgorithm)
 # What ToP's ranking loss compares: the student's token scores as they are, or their logarithms.
 RankScores = Literal["raw", "log"]
 
+# How the Lagrangian multipliers ascend: Adam steps of about the learning rate whatever the MACs gap (the authors'
+# optimizer), or plain gradient steps, the learning rate times the gap (times its square for lambda2).
+MultiplierUpdate = Literal["adam", "error_scaled"]
+
 # The dense teacher in another runtime, timed next to the project's models (top.peers): <runtime>-<precision>.
 Peer = Literal["ort-fp32", "ort-int8", "openvino-fp32", "openvino-int8"]
 
@@ -169,7 +173,10 @@ class PruneParams(_Section):
     finetune_epochs: Float = Field(1.0, ge=0)
     warmup_ratio: Float = Field(0.5, ge=0, le=1)
     learning_rate: Float = Field(2.0e-5, gt=0, le=1)
-    mask_learning_rate: Float = Field(0.02, gt=0)
+    mask_learning_rate: Float = Field(0.1, gt=0)
+    multiplier_learning_rate: Float = Field(5.0, gt=0)
+    multiplier_update: MultiplierUpdate = "error_scaled"
+    constraint_penalty: Float = Field(2000.0, ge=0)
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(64, ge=1)
     eval_steps: int = Field(50, ge=1)

@@ -142,16 +142,19 @@ class LagrangianConstraint(nn.Module):
 
     The multipliers are ordinary parameters; the training loop maximises over them by negating their
     gradients (``ascend_``) before its optimizer step, rather than relying on a negative learning rate.
+    ``penalty`` adds a fixed ``penalty / 2 * (r - t)^2`` (the augmented Lagrangian's term): a pull on the masks
+    proportional to the gap, which does not keep pulling once the gap closes as a wound-up multiplier does.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, penalty: float = 0.0) -> None:
         super().__init__()
+        self.penalty = penalty
         self.lambda1 = nn.Parameter(torch.zeros(()))
         self.lambda2 = nn.Parameter(torch.zeros(()))
 
     def forward(self, macs_ratio: torch.Tensor, target: float) -> torch.Tensor:
         gap = macs_ratio - target
-        return self.lambda1 * gap + self.lambda2 * gap * gap
+        return self.lambda1 * gap + (self.lambda2 + self.penalty / 2) * gap * gap
 
     def ascend_(self) -> None:
         for parameter in (self.lambda1, self.lambda2):

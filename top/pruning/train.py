@@ -136,9 +136,10 @@ def train_token_pruning(
     device = torch.device(resolve_device(params.device, "prune.device"))
     dims = EncoderDims.from_config(student.config)
     masks = PruningMasks(len(params.prune_layers), params.bins, gates_forced_on=params.gates == "forced_on")
-    constraint = LagrangianConstraint()
+    constraint = LagrangianConstraint(params.constraint_penalty)
     for module in (teacher, student, masks, constraint):
         module.to(device)
+    check_target_reachable(dims, *_split_lengths(splits["train"], tokenizer, params, student.config), params)
     train_split, cached, cache_log = splits["train"], None, {"source": "live"}
     if params.cache_teacher_outputs:
         names = output_names(spec, params.state_distill_weight > 0)
@@ -153,7 +154,7 @@ def train_token_pruning(
     optimizers = (
         adamw(weights, params.learning_rate),
         adamw(masks.parameters(), params.mask_learning_rate),
-        adamw(constraint.parameters(), params.mask_learning_rate),
+        multiplier_optimizer(constraint, params),
     )
     batches_per_epoch = len(batch_loader(splits["train"], tokenizer, params.batch_size, shuffle=False, seed=0))
     search_steps = max(1, math.ceil(batches_per_epoch * params.epochs))
@@ -220,7 +221,8 @@ def train_token_pruning(
     if state["best"] is None:
         raise ParamsError(
             f"ToP never reached the MACs target {params.target_macs} (last measured ratio "
-            f"{state['history'][-1]['macs_ratio']:.3f}); train longer or raise prune.mask_learning_rate"
+            f"{state['history'][-1]['macs_ratio']:.3f}); train longer (prune.epochs) or pull harder "
+            "(prune.constraint_penalty, prune.multiplier_learning_rate)"
         )
     _, best_weights, evaluation = state["best"]
     student.load_state_dict(best_weights)
@@ -237,6 +239,13 @@ def train_token_pruning(
             "teacher_outputs": cache_log,
         },
     )
+
+
+def multiplier_optimizer(constraint: LagrangianConstraint, params: PruneParams) -> torch.optim.Optimizer:
+    """The multipliers' optimizer (``prune.multiplier_update``): Adam, or SGD, whose step scales with the gap."""
+    if params.multiplier_update == "error_scaled":
+        return torch.optim.SGD(constraint.parameters(), lr=params.multiplier_learning_rate)
+    return adamw(constraint.parameters(), params.multiplier_learning_rate)
 
 
 def _lr_factor(step: int, search_steps: int, total_steps: int) -> float:
@@ -266,14 +275,7 @@ def _start_finetuning(
     if state["best"] is None:
         log.warning("the search never met the MACs budget; fine-tuning starts from its cheapest checkpoint")
     _, best_weights, evaluation = state["best"] or state["cheapest"]
-    lengths, fixed = zip(
-        *(
-            _real_lengths(model_inputs(batch), student.config)
-            for batch in batch_loader(train_split, tokenizer, params.eval_batch_size, shuffle=False, seed=0)
-        ),
-        strict=True,
-    )
-    lengths, fixed = torch.cat(lengths), torch.cat(fixed)
+    lengths, fixed = _split_lengths(train_split, tokenizer, params, student.config)
     prune_layers = list(params.prune_layers)
     keep_ratios = keep_ratios_at_budget(dims, lengths, prune_layers, evaluation.keep_ratios, params.target_macs, fixed)
     student.load_state_dict(best_weights)
@@ -286,6 +288,36 @@ def _start_finetuning(
         [round(ratio, 4) for ratio in keep_ratios],
         evaluation.keep_ratios,
     )
+
+
+def _split_lengths(
+    split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, params: PruneParams, config: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every example's unpadded length and unprunable token count (``_real_lengths``) over a whole split."""
+    lengths, fixed = zip(
+        *(
+            _real_lengths(model_inputs(batch), config)
+            for batch in batch_loader(split, tokenizer, params.eval_batch_size, shuffle=False, seed=0)
+        ),
+        strict=True,
+    )
+    return torch.cat(lengths), torch.cat(fixed)
+
+
+def check_target_reachable(dims: EncoderDims, lengths: torch.Tensor, fixed: torch.Tensor, params: PruneParams) -> None:
+    """Fail before training when the target is under the cheapest model the prune layers allow.
+
+    The layers before the first prune layer stay dense and [CLS] is never pruned, so the MACs ratio has a floor;
+    the search's masks keep at least one bin per prune layer, so without fine-tuning (whose keep ratios are scaled
+    freely) the floor is higher still. A run aimed under it would train to the end and then fail.
+    """
+    cheapest = [0.0 if params.finetune_epochs > 0 else 1.0 / params.bins] * len(params.prune_layers)
+    floor = float(expected_macs_ratio(dims, lengths, list(params.prune_layers), torch.tensor(cheapest), fixed))
+    if params.target_macs + params.macs_tolerance < floor:
+        raise ParamsError(
+            f"prune.target_macs {params.target_macs} is under the cheapest model that prune.prune_layers "
+            f"{list(params.prune_layers)} allow on this data ({floor:.3f}); prune from an earlier layer"
+        )
 
 
 def _real_lengths(inputs: dict[str, torch.Tensor], config: Any) -> tuple[torch.Tensor, torch.Tensor]:
