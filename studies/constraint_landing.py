@@ -12,16 +12,14 @@ beside it.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from pipeline import CHECKPOINT_ROOT, PREPARED_DIR, TEACHER_DIR, run_stage
-from studies.experiment_file import EXPERIMENTS_DIR, write_experiment
-from top.backbone import check_task_head, load_tokenizer
+from studies.experiment_file import EXPERIMENTS_DIR, resumable_study, study_parser, write_experiment
+from top.backbone import load_tokenizer
 from top.data.prepare import load_prepared
 from top.figures import pyplot, save_figure
 from top.fingerprint import directory_digest
@@ -114,12 +112,8 @@ def study(
     teacher_dir: str | Path = TEACHER_DIR,
 ) -> Path:
     """Run each setting at each target that the record lacks, rewriting the record and the plot after each run."""
-    spec, _, _ = load_prepared(prepared_dir)
+    spec, name, runs = resumable_study("constraint-landing", prepared_dir, teacher_dir)
     teacher_dir = Path(teacher_dir)
-    check_task_head(teacher_dir, spec)
-    name = f"constraint-landing-{spec.name}"
-    record = EXPERIMENTS_DIR / f"{name}.json"
-    runs: dict[str, dict[str, Any]] = json.loads(record.read_text())["runs"] if record.is_file() else {}
     for setting in settings:
         for target in targets:
             key = f"{setting} @ {target}"
@@ -139,15 +133,11 @@ def study(
                 },
             )
             plot(spec.name, runs, path.with_suffix(".png"))
-    return record
+    return EXPERIMENTS_DIR / f"{name}.json"
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--prepared-dir", default=PREPARED_DIR, help="a prepared task (the prepare stage's output)")
-    parser.add_argument("--teacher-dir", default=TEACHER_DIR, help="a fine-tuned teacher for that task")
-    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
-    parser.add_argument("--targets", nargs="+", type=float, default=list(TARGETS))
+    parser = study_parser(__doc__, SETTINGS, TARGETS)
     args = parser.parse_args(argv)
     run_stage(
         "constraint_landing",

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from pipeline import METRICS_DIR
+from pipeline import METRICS_DIR, PREPARED_DIR, TEACHER_DIR
 from top.atomic import write_json
+from top.backbone import check_task_head
 from top.bench import machine_info
+from top.data.prepare import load_prepared
+from top.data.tasks import TaskSpec
 
 EXPERIMENTS_DIR = Path(METRICS_DIR) / "experiments"
 
@@ -35,3 +40,24 @@ def interleaved_medians(steps: dict[str, Callable[[], float]], calls: int) -> di
             if call:
                 seconds[name].append(elapsed)
     return {name: round(statistics.median(values), 3) for name, values in seconds.items()}
+
+
+def resumable_study(prefix: str, prepared_dir: str | Path, teacher_dir: str | Path) -> tuple[TaskSpec, str, dict]:
+    """For a training study on a prepared task: the task (checked against the teacher's head), the record's name
+    ``PREFIX-<task>`` and the runs that record already holds, which a rerun keeps instead of training again."""
+    spec, _, _ = load_prepared(prepared_dir)
+    check_task_head(Path(teacher_dir), spec)
+    name = f"{prefix}-{spec.name}"
+    record = EXPERIMENTS_DIR / f"{name}.json"
+    runs = json.loads(record.read_text(encoding="utf-8"))["runs"] if record.is_file() else {}
+    return spec, name, runs
+
+
+def study_parser(doc: str, settings: Iterable[str], targets: Iterable[float]) -> argparse.ArgumentParser:
+    """The command line of a training study: where the task and teacher are, which settings and targets to run."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--prepared-dir", default=PREPARED_DIR, help="a prepared task (the prepare stage's output)")
+    parser.add_argument("--teacher-dir", default=TEACHER_DIR, help="a fine-tuned teacher for that task")
+    parser.add_argument("--settings", nargs="+", choices=list(settings), default=list(settings))
+    parser.add_argument("--targets", nargs="+", type=float, default=list(targets))
+    return parser

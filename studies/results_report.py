@@ -27,6 +27,8 @@ EXPERIMENTS = METRICS / "experiments"
 STAGE_TOP = "stage metrics: ToP chain"
 # The constraint-landing study on MRPC (`python -m studies.constraint_landing`).
 LANDING_RUN = "constraint-landing-mrpc"
+# ToP over seeds and budgets on MRPC, with the baselines (`python -m studies.budget_curve`).
+BUDGET_RUN = "budget-curve-mrpc"
 STAGE_FLEX = "stage metrics: Flexible BERT"
 STAGE_RERUN = {STAGE_TOP: "dvc repro", STAGE_FLEX: "dvc exp run -S flex.enabled=true"}
 STAGE_RECORD = {STAGE_TOP: "mrpc-top50-default"}  # the record of the run the stage metrics came from
@@ -603,6 +605,11 @@ TASKS = (
                 f"artifacts/metrics/experiments/{LANDING_RUN}.png",
                 "where the ToP search alone ends on MRPC, per constraint setting",
             ),
+            (
+                BUDGET_RUN,
+                f"artifacts/metrics/experiments/{BUDGET_RUN}.png",
+                "ToP on MRPC over seeds against its budget, beside the baselines",
+            ),
         ),
     ),
     Task(
@@ -798,6 +805,32 @@ def landing_key(runs: dict[str, Run]) -> str:
     )
 
 
+def budget_curve_key(runs: dict[str, Run]) -> str:
+    """Per setting and target: ToP and the baselines as mean ± std over seeds, and the distilled layer's tau."""
+    found = runs[BUDGET_RUN].data
+
+    def spread(cell: dict[str, Any], score: str) -> str:
+        return f"{cell[score]['mean']:.3f} ± {cell[score]['std']:.3f}" if score in cell else "-"
+
+    cells = [
+        f"{group} ({len(cell['seeds'])} seeds): ToP {spread(cell, 'top')} at MACs {spread(cell, 'macs_ratio')}, "
+        f"{spread(cell, 'delta_points')} points from the teacher, static top-k {spread(cell, 'static_topk')}, "
+        f"truncation {spread(cell, 'truncation')}, distilled-layer tau {spread(cell, 'distilled_layer_tau')}"
+        for group, cell in found["summary"].items()
+    ]
+    return f"{found['task']} dev {found['metric']}, mean ± std over seeds: " + "; ".join(cells)
+
+
+def compile_wrapper_key(runs: dict[str, Run]) -> str:
+    """Median latency with Inductor's default wrapper over that with its C++ wrapper, per model and shape."""
+    found = runs["compile-wrapper"].data
+    ratios = [
+        f"{shape.replace('/', ' ').replace('dynamic', 'real lengths').replace('_', ' ')} {ratio:.2f}x"
+        for shape, ratio in found["cpp_wrapper_speedup"].items()
+    ]
+    return "speed-up of the C++ wrapper over the Python one, INT8 compiled: " + ", ".join(ratios)
+
+
 CACHE_RUNS = ("teacher-cache-cost-mrpc-128", "teacher-cache-cost-20news-512")
 
 
@@ -852,6 +885,16 @@ STUDIES = (
         "`constraint_penalty` 2000, `mask_learning_rate` 0.1): the search alone ends on its target at the default "
         "epochs, where the authors' Adam multipliers stop short or overshoot:",
         landing_key,
+    ),
+    Study(
+        (BUDGET_RUN,),
+        "ToP against its budget over seeds, with static top-k and truncation at the MACs each run reached:",
+        budget_curve_key,
+    ),
+    Study(
+        ("compile-wrapper",),
+        "Compiled blocks use Inductor's C++ wrapper (`compile_blocks`):",
+        compile_wrapper_key,
     ),
     Study(
         tuple(RANK_RUNS.values()),

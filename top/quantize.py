@@ -149,8 +149,10 @@ class BlockwiseEncoder(TokenPruningBertPreTrainedModel):
         return self._blocks[index][kind]
 
     def compile_blocks(self) -> None:
-        """torch.compile every block (with Inductor freezing, without which INT8 is slower than FP32)."""
+        """torch.compile every block, with Inductor freezing (without which INT8 is slower than FP32) and its C++
+        wrapper, which calls a block's kernels without Python in between (`python -m studies.compile_wrapper`)."""
         torch._inductor.config.freezing = True
+        torch._inductor.config.cpp_wrapper = True
         self.use_blocks(
             [{kind: torch.compile(block, dynamic=True) for kind, block in layer.items()} for layer in self._blocks]
         )

@@ -1,0 +1,156 @@
+"""Study: ToP's dev score against its MACs budget over seeds, beside static top-k and truncation at the MACs each
+run reached (`python -m studies.budget_curve [--settings NAME ...] [--targets T ...] [--seeds S ...]`).
+
+Each run is the prune stage itself (search, fine-tuning, selection, ranking agreement) at the prune params with
+one setting's overrides, a target and a seed, from artifacts/teacher on data/prepared; the baselines are tuned to
+the MACs that run reached. Per setting and target the record gives the mean and standard deviation over seeds of
+the dev score, the reached MACs, the gap to the teacher, the baselines and the distilled layer's ranking agreement.
+Finished runs stay in the record, so a killed study resumes with the runs it still lacks. Writes
+artifacts/metrics/experiments/budget-curve-<task>.json and a plot beside it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline import CHECKPOINT_ROOT, PREPARED_DIR, TEACHER_DIR, run_stage
+from pipeline.baselines import compare_with_baselines
+from pipeline.prune import prune_teacher
+from studies.experiment_file import EXPERIMENTS_DIR, resumable_study, study_parser, write_experiment
+from top.figures import pyplot, save_figure
+from top.params import Params, PruneParams
+
+SETTINGS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "no-distillation": {"rank_loss_weight": 0.0},
+    "gates-learned": {"gates": "learned"},
+}
+TARGETS = (0.5, 0.3)
+SEEDS = (42, 43, 44)
+# The scores each run contributes to its setting's mean and std.
+SCORES = ("top", "static_topk", "truncation", "macs_ratio", "delta_points", "distilled_layer_tau")
+
+
+def budget_run(
+    prune: PruneParams, overrides: dict[str, Any], target: float, seed: int, prepared_dir: Path, teacher_dir: Path
+) -> dict[str, Any]:
+    """One prune-stage run and the baselines at the MACs it reached."""
+    params = prune.model_copy(update={**overrides, "target_macs": target, "seed": seed})
+    with tempfile.TemporaryDirectory() as work:
+        metrics = prune_teacher(
+            prepared_dir, teacher_dir, params, Path(work) / "pruned", Path(work) / "live", CHECKPOINT_ROOT
+        )
+    compared = compare_with_baselines(prepared_dir, teacher_dir, metrics, params)
+    # The first prune layer's tokens are ranked by the layer before it, the one ranking distillation teaches first.
+    first = f"layer_{params.prune_layers[0]}"
+    return {
+        "setting": overrides,
+        "target": target,
+        "seed": seed,
+        "top": compared["top"],
+        "teacher": compared["teacher"],
+        "static_topk": compared["static_topk"],
+        "truncation": compared["truncation"],
+        "macs_ratio": metrics["macs_ratio_real_lengths"],
+        "delta_points": metrics["delta_points"],
+        "keep_ratios": metrics["keep_ratios"],
+        "distilled_layer_tau": metrics["ranking_agreement"]["pruned"][first]["kendall_tau"],
+        "train_seconds": metrics["train_seconds"],
+    }
+
+
+def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Mean and sample std over seeds (std 0 for a single seed) per "setting @ target"."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for key, run in runs.items():
+        groups.setdefault(key.rsplit(" / seed ", 1)[0], []).append(run)
+    summary = {}
+    for group, members in groups.items():
+        cell: dict[str, Any] = {"seeds": sorted(run["seed"] for run in members)}
+        for score in SCORES:
+            values = [run[score] for run in members if run[score] is not None]
+            if values:
+                cell[score] = {
+                    "mean": round(statistics.fmean(values), 4),
+                    "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+                }
+        summary[group] = cell
+    return summary
+
+
+def plot(task: str, metric: str, teacher: float, summary: dict[str, dict[str, Any]], path: Path) -> None:
+    """Dev score against reached MACs (mean ± std over seeds), per setting and per baseline, with the teacher."""
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    series: dict[str, list[tuple[float, float, float]]] = {}
+    for group, cell in summary.items():
+        setting = group.split(" @ ")[0]
+        macs = cell["macs_ratio"]["mean"]
+        series.setdefault(f"ToP {setting}", []).append((macs, cell["top"]["mean"], cell["top"]["std"]))
+        for baseline in ("static_topk", "truncation"):
+            if baseline in cell:
+                point = (macs, cell[baseline]["mean"], cell[baseline]["std"])
+                series.setdefault(f"{baseline} (at {setting}'s MACs)", []).append(point)
+    for label, points in series.items():
+        points.sort()
+        style = "o-" if label.startswith("ToP") else "s:"
+        axes.errorbar(*zip(*points, strict=True), fmt=style, capsize=3, label=label)
+    axes.axhline(teacher, color="grey", ls="--", lw=0.8, label="teacher")
+    axes.set(xlabel="MACs ratio (real lengths)", ylabel=f"dev {metric}", title=f"ToP budget curve, {task}, mean ± std")
+    axes.legend(fontsize=7)
+    save_figure(figure, path)
+
+
+def study(
+    params: Params,
+    settings: list[str],
+    targets: list[float],
+    seeds: list[int],
+    prepared_dir: str | Path = PREPARED_DIR,
+    teacher_dir: str | Path = TEACHER_DIR,
+) -> Path:
+    """Run what the record lacks, rewriting the record and the plot after each run."""
+    spec, name, runs = resumable_study("budget-curve", prepared_dir, teacher_dir)
+    teacher_dir = Path(teacher_dir)
+    for setting in settings:
+        for target in targets:
+            for seed in seeds:
+                key = f"{setting} @ {target} / seed {seed}"
+                if key in runs and runs[key]["setting"] == SETTINGS[setting]:
+                    continue
+                runs[key] = budget_run(params.prune, SETTINGS[setting], target, seed, Path(prepared_dir), teacher_dir)
+                summary = summarize(runs)
+                path = write_experiment(
+                    name,
+                    __doc__,
+                    torch.get_num_threads(),
+                    {
+                        "task": spec.name,
+                        "metric": spec.primary_metric,
+                        "epochs": params.prune.epochs,
+                        "finetune_epochs": params.prune.finetune_epochs,
+                        "summary": summary,
+                        "runs": runs,
+                    },
+                )
+                plot(spec.name, spec.primary_metric, runs[key]["teacher"], summary, path.with_suffix(".png"))
+    return EXPERIMENTS_DIR / f"{name}.json"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = study_parser(__doc__, SETTINGS, TARGETS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    args = parser.parse_args(argv)
+    run_stage(
+        "budget_curve",
+        lambda params: study(params, args.settings, args.targets, args.seeds, args.prepared_dir, args.teacher_dir),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""The budget-curve study: prune-stage runs per setting, target and seed with the baselines at each run's MACs,
+summarised as mean and std over seeds, kept in a record that a rerun completes instead of repeating."""
+
+import json
+import statistics
+
+import pytest
+
+from studies import budget_curve
+
+
+def test_the_study_summarises_seeds_and_resumes_with_what_it_lacks(toy_top, monkeypatch):
+    params, _, _, _, tmp_path = toy_top
+    # Every checkpoint within the budget's tolerance: the toy search is too short to land on it.
+    prune = params.prune.model_copy(update={"epochs": 2, "eval_steps": 4, "macs_tolerance": 1.0})
+    params = params.model_copy(update={"prune": prune})
+    monkeypatch.chdir(tmp_path)  # the record goes under ./artifacts/metrics/experiments
+    args = (params, ["default"], [0.6], [1, 2], tmp_path / "prepared", tmp_path / "teacher")
+    path = budget_curve.study(*args)
+
+    record = json.loads(path.read_text(encoding="utf-8"))
+    assert path.name == "budget-curve-toy.json" and record["why"].startswith("Study: ToP's dev score")
+    runs = [record["runs"][f"default @ 0.6 / seed {seed}"] for seed in (1, 2)]
+    for run in runs:
+        assert run["target"] == 0.6 and run["setting"] == {}
+        assert -1 <= run["distilled_layer_tau"] <= 1 and run["static_topk"] is not None
+    cell = record["summary"]["default @ 0.6"]
+    assert cell["seeds"] == [1, 2]
+    for score in ("top", "macs_ratio", "static_topk"):
+        values = [run[score] for run in runs]
+        assert cell[score]["mean"] == pytest.approx(statistics.fmean(values), abs=1e-4)
+        assert cell[score]["std"] == pytest.approx(statistics.stdev(values), abs=1e-4)
+    assert path.with_suffix(".png").stat().st_size > 0
+
+    def must_not_rerun(*args):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(budget_curve, "budget_run", must_not_rerun)
+    assert json.loads(budget_curve.study(*args).read_text(encoding="utf-8"))["runs"] == record["runs"]
