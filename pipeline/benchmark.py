@@ -1,6 +1,7 @@
 """Stage `benchmark`: CPU latency of every model the pipeline produced (`--quick`: a seconds-long smoke run).
 
-Variants: the dense teacher and the ToP model, each FP32 eager and, when the quantize stage ran, INT8; with
+Variants: the dense teacher and the ToP model, each FP32 eager and, when the quantize stage ran, INT8 (the teacher
+also as Hugging Face's own model class, eager FP32: the reference for the speed-ups users compare against); with
 ``compile`` on, FP32 also with its blocks under torch.compile, and INT8 compiled (INT8 is only fast compiled).
 Dev metrics come from the stages that measured them (prune for FP32, quantize for INT8); a compiled FP32 model
 computes the same function as its eager source. The peers (``benchmark.peers``: the dense teacher in ONNX Runtime
@@ -24,7 +25,7 @@ from typing import Any
 
 import datasets
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, PreTrainedTokenizerBase
 
 from pipeline import (
     CHECKPOINT_ROOT,
@@ -61,13 +62,21 @@ TOP_ORT_OFF = "benchmark.top_ort is false"
 TOP_ORT = ("ort-fp32", "ort-int8")
 # The quick mode of the tests: every field, in seconds (these params replaced; their values go in the JSON).
 QUICK = {"batch_sizes": [1, 2], "examples": 4, "warmup": 1, "repetitions": 2, "rounds": 2, "compile": False}
+# The teacher as Hugging Face's own model class, eager FP32: the reference a user starts from. Our dense model
+# computes the same logits (tested) with its own code, so it is timed beside this one, not in its place.
+HF_RUNTIME = "hf-eager"
+HF_VARIANT = f"dense-fp32-{HF_RUNTIME}"
 # Every variant the stage can build, in plot order (the latency CSV has a column for each).
-ALL_VARIANTS = tuple(
-    f"{family}-{precision}-{runtime}"
-    for family in ("dense", "top")
-    for precision in ("fp32", "int8")
-    for runtime in ("eager", "compiled")
-) + tuple("dense-{}-{}".format(*peer_parts(peer)) for peer in PEERS)
+ALL_VARIANTS = (
+    HF_VARIANT,
+    *(
+        f"{family}-{precision}-{runtime}"
+        for family in ("dense", "top")
+        for precision in ("fp32", "int8")
+        for runtime in ("eager", "compiled")
+    ),
+    *("dense-{}-{}".format(*peer_parts(peer)) for peer in PEERS),
+)
 ALL_VARIANTS += tuple("top-{}-{}".format(*peer_parts(name)) for name in TOP_ORT)
 
 
@@ -105,6 +114,11 @@ def benchmark_models(
         fp32 = load_float32(pruning_model_class(fp32_dirs[name]), fp32_dirs[name]).eval()
         fp32_metric = measured["prune"]["teacher"] if family == "dense" else measured["prune"]
         builds: list[tuple[str, str, Callable[[], Any], Any]] = [("fp32", "eager", lambda m=fp32: m, fp32_metric)]
+        if family == "dense":
+            hf_class = AutoModelForQuestionAnswering if spec.is_qa else AutoModelForSequenceClassification
+            builds.insert(
+                0, ("fp32", HF_RUNTIME, lambda c=hf_class, d=fp32_dirs[name]: load_float32(c, d).eval(), fp32_metric)
+            )
         if params.compile:
             builds.append(("fp32", "compiled", lambda m=fp32: compiled_fp32(m), fp32_metric))
         if quantized:
@@ -230,8 +244,8 @@ def _load_int8(model_dir: Path, runtime: str) -> Any:
 
 def _summary(rows: list[dict[str, Any]], prune: dict[str, Any]) -> dict[str, Any]:
     """ToP's speed-ups next to its MACs reductions (the acceptance figures), at the largest batch and at batch 1,
-    with the dense variant (of any precision and runtime) that was fastest there, and against dense FP32 in the
-    ToP row's own runtime."""
+    with the dense variant (of any precision and runtime) that was fastest there, against the Hugging Face model
+    in eager FP32, and against dense FP32 in the ToP row's own runtime."""
     largest = max(row["batch_size"] for row in rows)
     summary: dict[str, Any] = {}
     for kind, ratio in (
@@ -252,6 +266,8 @@ def _summary(rows: list[dict[str, Any]], prune: dict[str, Any]) -> dict[str, Any
                         "macs_reduction": round(1 / ratio, 3),
                         "speedup_over_macs_reduction": round(speedup * ratio, 3),
                     }
+                    if HF_RUNTIME in same_runtime:
+                        entry["speedup_vs_hugging_face_fp32"] = round(same_runtime[HF_RUNTIME] / row["median_ms"], 3)
                     if row["runtime"] in same_runtime:  # how much of the MACs cut one runtime turns into time
                         own = same_runtime[row["runtime"]] / row["median_ms"]
                         entry["speedup_vs_dense_fp32_same_runtime"] = round(own, 3)

@@ -62,6 +62,7 @@ def test_dvc_repro_whole_pipeline_on_a_tiny_model(params_dict, tiny_bert_dir, tm
     assert set(quantize) >= {"teacher", "top"} and quantize["top"]["prediction_agreement"] >= 0.9
     benchmark = json.loads((project / "artifacts/metrics/benchmark.json").read_text())
     assert set(benchmark["latency"]) == {
+        "dense-fp32-hf-eager",
         "dense-fp32-eager",
         "dense-int8-eager",
         "top-fp32-eager",

@@ -155,7 +155,8 @@ def test_benchmark_quick_times_and_scores_the_peers(toy_top, tmp_path):
         onnx_dir=tmp_path / "onnx",
     )
     assert set(result["latency"]) == {
-        *("dense-fp32-eager", "top-fp32-eager", "dense-fp32-ort", "dense-fp32-openvino", "top-fp32-ort")
+        *("dense-fp32-hf-eager", "dense-fp32-eager", "top-fp32-eager"),
+        *("dense-fp32-ort", "dense-fp32-openvino", "top-fp32-ort"),
     }
     assert result["peers"]["ort-int8"] == result["peers"]["openvino-int8"] == {"skipped": INT8_PEER_SKIP}
     assert result["top_ort"]["ort-int8"] == {"skipped": INT8_PEER_SKIP}
@@ -163,6 +164,10 @@ def test_benchmark_quick_times_and_scores_the_peers(toy_top, tmp_path):
     assert [path.name for path in (tmp_path / "onnx").iterdir()] == [onnx_file("top", "fp32")]
     own = result["summary"]["top-fp32-ort/dynamic/batch_1"]
     assert own["speedup_vs_dense_fp32_same_runtime"] > 0 and "same_runtime_speedup_over_macs_reduction" in own
+    hugging_face = result["latency"]["dense-fp32-hf-eager"]["dynamic"]["batch_1"]["median_ms"]
+    top_ort = result["latency"]["top-fp32-ort"]["dynamic"]["batch_1"]["median_ms"]
+    assert own["speedup_vs_hugging_face_fp32"] == pytest.approx(hugging_face / top_ort, abs=1e-3)
+    assert result["dev_metric"]["dense-fp32-hf-eager"] == result["dev_metric"]["dense-fp32-eager"]
     ort = result["peers"]["ort-fp32"]
     assert ort["model"] == "dense-fp32-ort" and ort["dev_examples"] == result["settings"]["examples"] == 4
     assert result["dev_metric"]["dense-fp32-ort"] == ort["dev"][spec.primary_metric]

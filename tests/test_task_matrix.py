@@ -341,7 +341,15 @@ def test_regression_baselines_benchmark_and_flow_summary(run_task, tmp_path):
     )
     assert result["task"] == "stsb" and result["metric"] == "pearson"
     peers = {"dense-fp32-ort", "dense-int8-ort", "dense-fp32-openvino", "dense-int8-openvino"}
-    own = {"dense-fp32-eager", "dense-int8-eager", "top-fp32-eager", "top-int8-eager", "top-fp32-ort", "top-int8-ort"}
+    own = {
+        "dense-fp32-hf-eager",
+        "dense-fp32-eager",
+        "dense-int8-eager",
+        "top-fp32-eager",
+        "top-int8-eager",
+        "top-fp32-ort",
+        "top-int8-ort",
+    }
     assert set(result["latency"]) == own | peers
     assert {entry["model"] for entry in result["peers"].values()} == peers
     # The ToP regressor in ONNX Runtime: INT8 against FP32 as closeness, never as exact agreement.
