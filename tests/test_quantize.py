@@ -5,7 +5,7 @@ import torch
 
 from top.errors import ModelDirError
 from top.pruning.model import TokenPruningBertForSequenceClassification, configure_pruning
-from top.quantize import load_int8, quantize_int8, save_int8
+from top.quantize import compiled_fp32, load_int8, quantize_int8, save_int8
 
 from .conftest import tiny_bert_config
 
@@ -95,3 +95,15 @@ def test_attention_graphs_run_fused_and_ranking_layers_hand_out_queries_and_keys
         assert torch.allclose(scores[0], expected[0], atol=1e-3, rtol=0)
         with pytest.raises(ValueError, match="layer 2 of a blockwise model ranks no tokens"):
             int8(**batch(5), return_scores=[2])
+
+
+def test_every_compiled_fp32_block_gets_its_own_graph(pruned_fp32):
+    """Each block instance recompiles its class's forward; compile_blocks makes room for all of them, where Dynamo's
+    limit would otherwise leave the blocks past it running eager (made to fail loudly here)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    inputs = batch(5, size=4, length=12)
+    with torch._dynamo.config.patch(recompile_limit=1, fail_on_recompile_limit_hit=True), torch.no_grad():
+        compiled = compiled_fp32(pruned_fp32)
+        assert torch.allclose(compiled(**inputs).logits, pruned_fp32(**inputs).logits, atol=1e-4)

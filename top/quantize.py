@@ -48,6 +48,8 @@ BLOCK_KINDS = ("attention", "feed_forward")
 # torch.export specializes a dimension whose example size is 0 or 1, so dynamic ones start at 2 (see
 # BlockwiseEncoder.attention_block for how a smaller block input is brought up to it).
 MIN_DYNAMIC_SIZE = 2
+# Dynamo compilations one compiled block may need: its own instance, and one shape specialisation.
+RECOMPILES_PER_BLOCK = 2
 
 
 class _AttentionBlock(nn.Module):
@@ -153,6 +155,9 @@ class BlockwiseEncoder(TokenPruningBertPreTrainedModel):
         wrapper, which calls a block's kernels without Python in between (`python -m studies.compile_wrapper`)."""
         torch._inductor.config.freezing = True
         torch._inductor.config.cpp_wrapper = True
+        # Frozen weights are constants of the graph, so each block instance is a recompilation of its class's
+        # forward; past Dynamo's per-function limit the remaining blocks would silently run eager.
+        torch._dynamo.config.recompile_limit += RECOMPILES_PER_BLOCK * len(self._blocks)
         self.use_blocks(
             [{kind: torch.compile(block, dynamic=True) for kind, block in layer.items()} for layer in self._blocks]
         )
