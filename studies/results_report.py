@@ -160,7 +160,7 @@ def one_line(text: str) -> str:
 def model_name(key: str) -> str:
     """A benchmark's model key in words: ``top-int8-compiled`` as ``ToP INT8 compiled``."""
     words = {"top": "ToP", "fp32": "FP32", "int8": "INT8", "flex": "Flexible BERT"}
-    words |= {"ort": "ONNX Runtime", "openvino": "OpenVINO"}  # the benchmark's peers
+    words |= {"ort": "ONNX Runtime", "openvino": "OpenVINO", "hf": "Hugging Face"}  # the benchmark's references
     return " ".join(words.get(word, word) for word in key.split("-"))
 
 

@@ -31,7 +31,7 @@ def model_rows(prune: dict[str, Any], quantize: dict[str, Any], benchmark: dict[
     macs = {"dense": 1.0, "top": prune["macs_ratio_real_lengths"]}
     rows = []
     for model, by_inputs in benchmark["latency"].items():
-        family, precision, _runtime = model.split("-")
+        family, precision = model.split("-")[:2]  # <family>-<precision>-<runtime...>
         cells = by_inputs[INPUTS]
         batches = sorted(cells, key=lambda key: int(key.removeprefix("batch_")))
         speedups = [
