@@ -21,7 +21,7 @@ import torch
 from pipeline import CHECKPOINT_ROOT, PREPARED_DIR, TEACHER_DIR, run_stage
 from pipeline.baselines import compare_with_baselines
 from pipeline.prune import prune_teacher
-from studies.experiment_file import EXPERIMENTS_DIR, resumable_study, study_parser, write_experiment
+from studies.experiment_file import resumable_study, study_parser, write_experiment
 from top.figures import pyplot, save_figure
 from top.params import Params, PruneParams
 
@@ -34,6 +34,8 @@ TARGETS = (0.5, 0.3)
 SEEDS = (42, 43, 44)
 # The scores each run contributes to its setting's mean and std.
 SCORES = ("top", "static_topk", "truncation", "macs_ratio", "delta_points", "distilled_layer_tau")
+# The scores compared seed by seed between the default and another setting.
+EFFECTS = ("top", "macs_ratio", "distilled_layer_tau")
 
 
 def budget_run(
@@ -64,8 +66,16 @@ def budget_run(
     }
 
 
+def spread(values: list[float]) -> dict[str, float]:
+    """Mean and sample std (std 0 for a single value), rounded for the record."""
+    return {
+        "mean": round(statistics.fmean(values), 4),
+        "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+    }
+
+
 def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Mean and sample std over seeds (std 0 for a single seed) per "setting @ target"."""
+    """Mean and sample std over seeds per "setting @ target"."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for key, run in runs.items():
         groups.setdefault(key.rsplit(" / seed ", 1)[0], []).append(run)
@@ -75,12 +85,28 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for score in SCORES:
             values = [run[score] for run in members if run[score] is not None]
             if values:
-                cell[score] = {
-                    "mean": round(statistics.fmean(values), 4),
-                    "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
-                }
+                cell[score] = spread(values)
         summary[group] = cell
     return summary
+
+
+def paired_effects(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per other setting and target, the default minus that setting at the same seeds: pairing by seed cancels
+    what the seed's draws (masks, data order) do to both runs, so the effect of the setting's change stands out."""
+    pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for key, run in runs.items():
+        group, seed = key.rsplit(" / seed ", 1)
+        setting, target = group.split(" @ ")
+        default = runs.get(f"default @ {target} / seed {seed}")
+        if setting != "default" and default is not None:
+            pairs.setdefault(f"default - {setting} @ {target}", []).append((default, run))
+    return {
+        name: {
+            "seeds": sorted(run["seed"] for _, run in members),
+            **{score: spread([default[score] - run[score] for default, run in members]) for score in EFFECTS},
+        }
+        for name, members in pairs.items()
+    }
 
 
 def plot(task: str, metric: str, teacher: float, summary: dict[str, dict[str, Any]], path: Path) -> None:
@@ -114,7 +140,7 @@ def study(
     prepared_dir: str | Path = PREPARED_DIR,
     teacher_dir: str | Path = TEACHER_DIR,
 ) -> Path:
-    """Run what the record lacks, rewriting the record and the plot after each run."""
+    """Run what the record lacks, rewriting the record and the plot after each run and at the end."""
     spec, name, runs = resumable_study("budget-curve", prepared_dir, teacher_dir)
     teacher_dir = Path(teacher_dir)
     for setting in settings:
@@ -124,22 +150,30 @@ def study(
                 if key in runs and runs[key]["setting"] == SETTINGS[setting]:
                     continue
                 runs[key] = budget_run(params.prune, SETTINGS[setting], target, seed, Path(prepared_dir), teacher_dir)
-                summary = summarize(runs)
-                path = write_experiment(
-                    name,
-                    __doc__,
-                    torch.get_num_threads(),
-                    {
-                        "task": spec.name,
-                        "metric": spec.primary_metric,
-                        "epochs": params.prune.epochs,
-                        "finetune_epochs": params.prune.finetune_epochs,
-                        "summary": summary,
-                        "runs": runs,
-                    },
-                )
-                plot(spec.name, spec.primary_metric, runs[key]["teacher"], summary, path.with_suffix(".png"))
-    return EXPERIMENTS_DIR / f"{name}.json"
+                write_record(name, spec.name, spec.primary_metric, params, runs)
+    # Rewritten once more, so that a rerun of a finished study brings its summary up to date.
+    return write_record(name, spec.name, spec.primary_metric, params, runs)
+
+
+def write_record(name: str, task: str, metric: str, params: Params, runs: dict[str, dict[str, Any]]) -> Path:
+    """The record (runs, their summary and the paired effects) and its plot, rewritten whole."""
+    summary = summarize(runs)
+    path = write_experiment(
+        name,
+        __doc__,
+        torch.get_num_threads(),
+        {
+            "task": task,
+            "metric": metric,
+            "epochs": params.prune.epochs,
+            "finetune_epochs": params.prune.finetune_epochs,
+            "summary": summary,
+            "effects": paired_effects(runs),
+            "runs": runs,
+        },
+    )
+    plot(task, metric, next(iter(runs.values()))["teacher"], summary, path.with_suffix(".png"))
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:

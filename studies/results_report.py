@@ -830,7 +830,16 @@ def budget_curve_key(runs: dict[str, Run]) -> str:
         f"truncation {spread(cell, 'truncation')}, distilled-layer tau {spread(cell, 'distilled_layer_tau')}"
         for group, cell in found["summary"].items()
     ]
-    return f"{found['task']} dev {found['metric']}, mean ± std over seeds: " + "; ".join(cells)
+    effects = [
+        f"{name} ({len(cell['seeds'])} seeds): ToP {spread(cell, 'top')}, MACs {spread(cell, 'macs_ratio')}, "
+        f"distilled-layer tau {spread(cell, 'distilled_layer_tau')}"
+        for name, cell in found.get("effects", {}).items()
+    ]
+    return (
+        f"{found['task']} dev {found['metric']}, mean ± std over seeds: "
+        + "; ".join(cells)
+        + ("" if not effects else ". Paired by seed: " + "; ".join(effects))
+    )
 
 
 def compile_wrapper_key(runs: dict[str, Run]) -> str:

@@ -37,3 +37,26 @@ def test_the_study_summarises_seeds_and_resumes_with_what_it_lacks(toy_top, monk
 
     monkeypatch.setattr(budget_curve, "budget_run", must_not_rerun)
     assert json.loads(budget_curve.study(*args).read_text(encoding="utf-8"))["runs"] == record["runs"]
+
+
+def test_paired_effects_compare_the_default_with_a_setting_seed_by_seed():
+    def run(seed: int, top: float, tau: float) -> dict:
+        return {"seed": seed, "top": top, "macs_ratio": 0.3, "distilled_layer_tau": tau}
+
+    runs = {
+        "default @ 0.3 / seed 1": run(1, 0.80, 0.2),
+        "default @ 0.3 / seed 2": run(2, 0.70, 0.1),
+        "no-distillation @ 0.3 / seed 1": run(1, 0.78, 0.1),
+        "no-distillation @ 0.3 / seed 2": run(2, 0.64, 0.1),
+        "no-distillation @ 0.3 / seed 3": run(3, 0.10, 0.0),  # no default run at seed 3: no pair
+        "no-distillation @ 0.5 / seed 1": run(1, 0.90, 0.0),  # no default run at 0.5: no pair
+    }
+    effects = budget_curve.paired_effects(runs)
+    assert list(effects) == ["default - no-distillation @ 0.3"]
+    cell = effects["default - no-distillation @ 0.3"]
+    assert cell["seeds"] == [1, 2]
+    assert cell["top"]["mean"] == pytest.approx(0.04) and cell["top"]["std"] == pytest.approx(
+        statistics.stdev([0.02, 0.06]), abs=1e-4
+    )
+    assert cell["distilled_layer_tau"] == {"mean": 0.05, "std": pytest.approx(statistics.stdev([0.1, 0.0]), abs=1e-4)}
+    assert cell["macs_ratio"] == {"mean": 0.0, "std": 0.0}
