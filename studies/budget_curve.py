@@ -5,6 +5,7 @@ Each run is the prune stage itself (search, fine-tuning, selection, ranking agre
 one setting's overrides, a target and a seed, from artifacts/teacher on data/prepared; the baselines are tuned to
 the MACs that run reached. Per setting and target the record gives the mean and standard deviation over seeds of
 the dev score, the reached MACs, the gap to the teacher, the baselines and the distilled layer's ranking agreement.
+Each other setting is also compared with the default seed by seed (paired), where seed-to-seed spread cancels.
 Finished runs stay in the record, so a killed study resumes with the runs it still lacks. Writes
 artifacts/metrics/experiments/budget-curve-<task>.json and a plot beside it.
 """
