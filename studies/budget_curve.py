@@ -2,9 +2,10 @@
 run reached (`python -m studies.budget_curve [--settings NAME ...] [--targets T ...] [--seeds S ...]`).
 
 Each run is the prune stage itself (search, fine-tuning, selection, ranking agreement) at the prune params with
-one setting's overrides, a target and a seed, from artifacts/teacher on data/prepared; the baselines are tuned to
-the MACs that run reached. Per setting and target the record gives the mean and standard deviation over seeds of
-the dev score, the reached MACs, the gap to the teacher, the baselines and the distilled layer's ranking agreement.
+one setting's overrides, a target and a seed (a target the default prune layers cannot reach prunes from layer 1),
+from artifacts/teacher on data/prepared; the baselines are tuned to the MACs that run reached. Per setting and
+target the record gives the mean and standard deviation over seeds of the dev score, the reached MACs, the gap to
+the teacher, the baselines and the distilled layer's ranking agreement.
 Each other setting is also compared with the default seed by seed (paired), where seed-to-seed spread cancels.
 Finished runs stay in the record, so a killed study resumes with the runs it still lacks. Writes
 artifacts/metrics/experiments/budget-curve-<task>.json and a plot beside it.
@@ -32,6 +33,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "gates-learned": {"gates": "learned"},
 }
 TARGETS = (0.5, 0.3)
+# A target under the cheapest model that the default prune layers allow prunes from layer 1 instead.
+TARGET_OVERRIDES: dict[float, dict[str, Any]] = {0.2: {"prune_layers": [1, 2, 3, 4, 5]}}
 SEEDS = (42, 43, 44)
 # The scores each run contributes to its setting's mean and std.
 SCORES = ("top", "static_topk", "truncation", "macs_ratio", "delta_points", "distilled_layer_tau")
@@ -43,18 +46,21 @@ def budget_run(
     prune: PruneParams, overrides: dict[str, Any], target: float, seed: int, prepared_dir: Path, teacher_dir: Path
 ) -> dict[str, Any]:
     """One prune-stage run and the baselines at the MACs it reached."""
-    params = prune.model_copy(update={**overrides, "target_macs": target, "seed": seed})
+    params = prune.model_copy(
+        update={**overrides, **TARGET_OVERRIDES.get(target, {}), "target_macs": target, "seed": seed}
+    )
     with tempfile.TemporaryDirectory() as work:
         metrics = prune_teacher(
             prepared_dir, teacher_dir, params, Path(work) / "pruned", Path(work) / "live", CHECKPOINT_ROOT
         )
     compared = compare_with_baselines(prepared_dir, teacher_dir, metrics, params)
-    # The first prune layer's tokens are ranked by the layer before it, the one ranking distillation teaches first.
-    first = f"layer_{params.prune_layers[0]}"
+    # The first distilled layer ranks the tokens of the prune layer after it.
+    distilled = f"layer_{params.distill_layers[0] + 1}"
     return {
         "setting": overrides,
         "target": target,
         "seed": seed,
+        "prune_layers": list(params.prune_layers),
         "top": compared["top"],
         "teacher": compared["teacher"],
         "static_topk": compared["static_topk"],
@@ -62,7 +68,7 @@ def budget_run(
         "macs_ratio": metrics["macs_ratio_real_lengths"],
         "delta_points": metrics["delta_points"],
         "keep_ratios": metrics["keep_ratios"],
-        "distilled_layer_tau": metrics["ranking_agreement"]["pruned"][first]["kendall_tau"],
+        "distilled_layer_tau": metrics["ranking_agreement"]["pruned"][distilled]["kendall_tau"],
         "train_seconds": metrics["train_seconds"],
     }
 

@@ -68,7 +68,9 @@ def tiny_bert_config(**overrides: Any) -> BertConfig:
     return BertConfig(**(settings | overrides))
 
 
-def save_tiny_bert(directory: Path, model_class: type, max_position_embeddings: int = 512) -> Path:
+def save_tiny_bert(
+    directory: Path, model_class: type, max_position_embeddings: int = 512, initializer_range: float = 0.02
+) -> Path:
     """Save a 2-layer, 32-hidden ``model_class`` with random weights and the real uncased WordPiece tokenizer."""
     tokenizer = load_tokenizer(DEFAULT_BACKBONE)
     config = BertConfig(
@@ -78,6 +80,7 @@ def save_tiny_bert(directory: Path, model_class: type, max_position_embeddings: 
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=max_position_embeddings,
+        initializer_range=initializer_range,
     )
     model_class(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)

@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from top.cpu import cpu_model_and_flags, int8_weights_saturate
 from top.data.batches import MODEL_INPUTS
 from top.params import BenchmarkParams
 
@@ -44,7 +45,7 @@ SPEEDUP_BASELINES = {
     ),
 }
 SPEEDUP_KEYS = tuple(key for name, (low, high) in SPEEDUP_BASELINES.items() for key in (name, low, high))
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 
 @dataclass(frozen=True)
@@ -211,21 +212,12 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
 
 def machine_info(threads: int) -> dict[str, Any]:
     """What the numbers were measured on: CPU, cores, the ISA flags that matter for INT8/BF16, versions."""
-    flags: set[str] = set()
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name") and ":" in line:
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and ":" in line:
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    model, flags = cpu_model_and_flags()
     return {
         "cpu": model,
         "logical_cores": os.cpu_count(),
         "isa_flags": sorted(flag for flag in ISA_FLAGS if flag in flags),
+        "int8_weights_7bit": int8_weights_saturate(),
         "threads": threads,
         "torch": torch.__version__,
         "neural_compressor": _version("neural-compressor-pt"),

@@ -30,6 +30,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from top.atomic import atomic_file
 from top.backbone import load_float32
+from top.cpu import int8_weights_saturate
 from top.data.batches import MODEL_INPUTS, batch_loader, model_inputs
 from top.data.tasks import TaskSpec
 from top.errors import ModelBuildError, one_line
@@ -162,7 +163,10 @@ class OrtModel:
 
 
 def quantize_ort(fp32_path: str | Path, int8_path: str | Path) -> Path:
-    """ONNX Runtime's dynamic INT8: per-channel INT8 weights, each activation quantized per call on its own range."""
+    """ONNX Runtime's dynamic INT8: per-channel INT8 weights, each activation quantized per call on its own range.
+
+    Weights get 7 bits on a CPU whose INT8 dot products saturate (``top.cpu``), ONNX Runtime's ``reduce_range``.
+    """
     from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as work, atomic_file(int8_path) as staging, _quiet_root_logger():
@@ -170,7 +174,13 @@ def quantize_ort(fp32_path: str | Path, int8_path: str | Path) -> Path:
         # ONNX Runtime's pre-processing (shape inference, graph clean-up); its symbolic shape pass does not follow
         # the torch.export graph's shapes, and ONNX's own inference covers what quantization needs.
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        quantize_dynamic(str(prepared), str(staging), weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(
+            str(prepared),
+            str(staging),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=int8_weights_saturate(),
+        )
     return Path(int8_path)
 
 

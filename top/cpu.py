@@ -1,0 +1,39 @@
+"""What the CPU can do for INT8: its model name, its ISA flags, and whether it has an INT8 dot-product instruction.
+
+x86 CPUs without VNNI (or AMX) multiply unsigned 8-bit activations by signed 8-bit weights with an instruction
+whose 16-bit intermediate sums saturate, so an INT8 model with full-range weights loses accuracy there; the INT8
+builders quantize weights to 7 bits on such CPUs, as ONNX Runtime and OpenVINO recommend.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+
+# Instructions that add u8 x s8 products in 32 bits, with no 16-bit intermediate to saturate.
+INT8_DOT_PRODUCT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+X86_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686"})
+
+
+@functools.cache
+def cpu_model_and_flags() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and ISA flags from /proc/cpuinfo (no flags where it cannot be read)."""
+    model, flags = platform.processor(), frozenset[str]()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name") and ":" in line:
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and ":" in line:
+                    flags = frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return model, flags
+
+
+def int8_weights_saturate() -> bool:
+    """Whether full-range INT8 weights risk saturated dot products here: an x86 CPU with none of the INT8
+    dot-product flags, or whose flags cannot be read (7-bit weights are then the safe choice)."""
+    if platform.machine().lower() not in X86_MACHINES:
+        return False
+    return not cpu_model_and_flags()[1] & INT8_DOT_PRODUCT_FLAGS
