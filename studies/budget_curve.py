@@ -87,14 +87,24 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for key, run in runs.items():
         groups.setdefault(key.rsplit(" / seed ", 1)[0], []).append(run)
     summary = {}
-    for group, members in groups.items():
+    for group in sorted(groups, key=_group_order):
+        members = groups[group]
         cell: dict[str, Any] = {"seeds": sorted(run["seed"] for run in members)}
+        layers = {tuple(run["prune_layers"]) for run in members if "prune_layers" in run}
+        if len(layers) == 1:
+            cell["prune_layers"] = list(layers.pop())
         for score in SCORES:
             values = [run[score] for run in members if run[score] is not None]
             if values:
                 cell[score] = spread(values)
         summary[group] = cell
     return summary
+
+
+def _group_order(group: str) -> tuple[int, float]:
+    """Settings in SETTINGS order (unknown ones last), each from the largest target down."""
+    setting, target = group.split(" @ ")
+    return (list(SETTINGS).index(setting) if setting in SETTINGS else len(SETTINGS), -float(target))
 
 
 def paired_effects(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -174,6 +184,7 @@ def write_record(name: str, task: str, metric: str, params: Params, runs: dict[s
             "metric": metric,
             "epochs": params.prune.epochs,
             "finetune_epochs": params.prune.finetune_epochs,
+            "prune_layers": list(params.prune.prune_layers),
             "summary": summary,
             "effects": paired_effects(runs),
             "runs": runs,

@@ -824,8 +824,13 @@ def budget_curve_key(runs: dict[str, Run]) -> str:
     def spread(cell: dict[str, Any], score: str) -> str:
         return f"{cell[score]['mean']:.3f} ± {cell[score]['std']:.3f}" if score in cell else "-"
 
+    def layers(cell: dict[str, Any]) -> str:
+        unusual = cell.get("prune_layers", found.get("prune_layers")) != found.get("prune_layers")
+        return f", prune layers {cell['prune_layers']}" if unusual else ""
+
     cells = [
-        f"{group} ({len(cell['seeds'])} seeds): ToP {spread(cell, 'top')} at MACs {spread(cell, 'macs_ratio')}, "
+        f"{group} ({len(cell['seeds'])} seeds{layers(cell)}): ToP {spread(cell, 'top')} at MACs "
+        f"{spread(cell, 'macs_ratio')}, "
         f"{spread(cell, 'delta_points')} points from the teacher, static top-k {spread(cell, 'static_topk')}, "
         f"truncation {spread(cell, 'truncation')}, distilled-layer tau {spread(cell, 'distilled_layer_tau')}"
         for group, cell in found["summary"].items()

@@ -60,3 +60,19 @@ def test_paired_effects_compare_the_default_with_a_setting_seed_by_seed():
     )
     assert cell["distilled_layer_tau"] == {"mean": 0.05, "std": pytest.approx(statistics.stdev([0.1, 0.0]), abs=1e-4)}
     assert cell["macs_ratio"] == {"mean": 0.0, "std": 0.0}
+
+
+def test_summary_orders_settings_and_targets_and_names_unusual_prune_layers():
+    def run(seed: int, layers: list[int]) -> dict:
+        return {"seed": seed, "prune_layers": layers} | dict.fromkeys(budget_curve.SCORES, 0.5)
+
+    runs = {
+        "no-distillation @ 0.3 / seed 1": run(1, [2, 3]),
+        "default @ 0.2 / seed 1": run(1, [1, 2, 3]),
+        "default @ 0.5 / seed 1": run(1, [2, 3]),
+        "default @ 0.5 / seed 2": {key: value for key, value in run(2, []).items() if key != "prune_layers"},
+    }
+    summary = budget_curve.summarize(runs)
+    assert list(summary) == ["default @ 0.5", "default @ 0.2", "no-distillation @ 0.3"]
+    assert summary["default @ 0.2"]["prune_layers"] == [1, 2, 3]
+    assert summary["default @ 0.5"]["prune_layers"] == [2, 3]  # the one run that records them
