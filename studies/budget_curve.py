@@ -24,6 +24,7 @@ from pipeline import CHECKPOINT_ROOT, PREPARED_DIR, TEACHER_DIR, run_stage
 from pipeline.baselines import compare_with_baselines
 from pipeline.prune import prune_teacher
 from studies.experiment_file import resumable_study, study_parser, write_experiment
+from top.cpu import cpu_model_and_flags
 from top.figures import pyplot, save_figure
 from top.params import Params, PruneParams
 
@@ -61,6 +62,7 @@ def budget_run(
         "target": target,
         "seed": seed,
         "prune_layers": list(params.prune_layers),
+        "cpu": cpu_model_and_flags()[0],  # a resumed study's runs may span machines; the record's machine is the last
         "top": compared["top"],
         "teacher": compared["teacher"],
         "static_topk": compared["static_topk"],
@@ -135,10 +137,11 @@ def plot(task: str, metric: str, teacher: float, summary: dict[str, dict[str, An
         setting = group.split(" @ ")[0]
         macs = cell["macs_ratio"]["mean"]
         series.setdefault(f"ToP {setting}", []).append((macs, cell["top"]["mean"], cell["top"]["std"]))
-        for baseline in ("static_topk", "truncation"):
+        # Baselines at the default's MACs only: the other settings reach the same MACs, so theirs would overlap.
+        for baseline in ("static_topk", "truncation") if setting == "default" else ():
             if baseline in cell:
                 point = (macs, cell[baseline]["mean"], cell[baseline]["std"])
-                series.setdefault(f"{baseline} (at {setting}'s MACs)", []).append(point)
+                series.setdefault(f"{baseline.replace('_', ' ')} (at the default's MACs)", []).append(point)
     for label, points in series.items():
         points.sort()
         style = "o-" if label.startswith("ToP") else "s:"
