@@ -1,8 +1,8 @@
 """What the CPU can do for INT8: its model name, its ISA flags, and whether it has an INT8 dot-product instruction.
 
 x86 CPUs without VNNI (or AMX) multiply unsigned 8-bit activations by signed 8-bit weights with an instruction
-whose 16-bit intermediate sums saturate, so an INT8 model with full-range weights loses accuracy there; the INT8
-builders quantize weights to 7 bits on such CPUs, as ONNX Runtime and OpenVINO recommend.
+whose 16-bit intermediate sums saturate, so an INT8 model with full-range weights loses accuracy there. ONNX
+Runtime's INT8 models (``top.peers.quantize_ort``) get 7-bit weights on such CPUs, as ONNX Runtime recommends.
 """
 
 from __future__ import annotations
