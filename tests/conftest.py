@@ -68,20 +68,19 @@ def tiny_bert_config(**overrides: Any) -> BertConfig:
     return BertConfig(**(settings | overrides))
 
 
-def save_tiny_bert(
-    directory: Path, model_class: type, max_position_embeddings: int = 512, initializer_range: float = 0.02
-) -> Path:
-    """Save a 2-layer, 32-hidden ``model_class`` with random weights and the real uncased WordPiece tokenizer."""
+def save_tiny_bert(directory: Path, model_class: type, **config_overrides: Any) -> Path:
+    """Save a 2-layer, 32-hidden ``model_class`` with random weights and the real uncased WordPiece tokenizer;
+    ``config_overrides`` replace any ``BertConfig`` setting."""
     tokenizer = load_tokenizer(DEFAULT_BACKBONE)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=max_position_embeddings,
-        initializer_range=initializer_range,
-    )
+    settings = {
+        "vocab_size": tokenizer.vocab_size,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 512,
+    }
+    config = BertConfig(**(settings | config_overrides))
     model_class(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

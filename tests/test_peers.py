@@ -50,14 +50,10 @@ def tokenizer(varied_bert_dir):
     return load_tokenizer(str(varied_bert_dir))
 
 
-def calibration_batches(tokenizer) -> list[dict[str, torch.Tensor]]:
-    texts = toy_texts(16, seed=1)
-    return [dict(tokenizer(texts[start : start + 8], padding=True, return_tensors="pt")) for start in (0, 8)]
-
-
 @pytest.fixture(scope="module")
 def peers(varied_bert_dir, tokenizer, tmp_path_factory) -> dict[str, Any]:
-    calibration = calibration_batches(tokenizer)
+    texts = toy_texts(16, seed=1)
+    calibration = [dict(tokenizer(texts[start : start + 8], padding=True, return_tensors="pt")) for start in (0, 8)]
     return build_peers(PEERS, varied_bert_dir, tmp_path_factory.mktemp("peers"), 1, lambda: calibration)
 
 
