@@ -23,7 +23,7 @@ from top.fingerprint import directory_digest, fingerprint
 from top.params import Params, PruneParams
 from top.pruning.ranking_quality import ranking_agreement
 from top.pruning.teacher_cache import TeacherOutputStore
-from top.pruning.train import TRAINING_STATE_FORMAT, load_models, train_token_pruning
+from top.pruning.train import TRAINING_STATE_FORMAT, load_models, search_end, train_token_pruning
 from top.qa.evaluate import QAReference
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,8 @@ def prune_metrics(
         # Encoder MACs against the dense model: each example at its real length, and at the padded max length.
         "macs_ratio_real_lengths": round(pruned.macs_ratio, 4),
         "macs_ratio_padded_max_length": round(pruned.macs_ratio_padded, 4),
+        # Where the search alone ended (deterministic masks), which fine-tuning then scales to the budget.
+        "search_end_macs_ratio": round(search_end(summary["history"])["macs_ratio"], 4),
         "keep_ratios": {
             f"layer_{layer}": ratio for layer, ratio in zip(params.prune_layers, pruned.keep_ratios, strict=True)
         },

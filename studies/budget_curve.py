@@ -38,7 +38,15 @@ TARGETS = (0.5, 0.3)
 TARGET_OVERRIDES: dict[float, dict[str, Any]] = {0.2: {"prune_layers": [1, 2, 3, 4, 5]}}
 SEEDS = (42, 43, 44)
 # The scores each run contributes to its setting's mean and std.
-SCORES = ("top", "static_topk", "truncation", "macs_ratio", "delta_points", "distilled_layer_tau")
+SCORES = (
+    "top",
+    "static_topk",
+    "truncation",
+    "macs_ratio",
+    "search_end_macs_ratio",
+    "delta_points",
+    "distilled_layer_tau",
+)
 # The scores compared seed by seed between the default and another setting.
 EFFECTS = ("top", "macs_ratio", "distilled_layer_tau")
 
@@ -68,6 +76,7 @@ def budget_run(
         "static_topk": compared["static_topk"],
         "truncation": compared["truncation"],
         "macs_ratio": metrics["macs_ratio_real_lengths"],
+        "search_end_macs_ratio": metrics["search_end_macs_ratio"],
         "delta_points": metrics["delta_points"],
         "keep_ratios": metrics["keep_ratios"],
         "distilled_layer_tau": metrics["ranking_agreement"]["pruned"][distilled]["kendall_tau"],
@@ -96,7 +105,7 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if len(layers) == 1:
             cell["prune_layers"] = list(layers.pop())
         for score in SCORES:
-            values = [run[score] for run in members if run[score] is not None]
+            values = [run[score] for run in members if run.get(score) is not None]
             if values:
                 cell[score] = spread(values)
         summary[group] = cell

@@ -25,7 +25,7 @@ from top.figures import pyplot, save_figure
 from top.fingerprint import directory_digest
 from top.params import Params, PruneParams
 from top.pruning.teacher_cache import TeacherOutputStore
-from top.pruning.train import load_models, train_token_pruning
+from top.pruning.train import load_models, search_end, train_token_pruning
 
 # The authors' form: Adam ascent on the multipliers, no fixed pull; the masks' and the multipliers' rate 0.02.
 AUTHORS = {
@@ -76,7 +76,7 @@ def search_run(
         teacher, student, spec, splits, tokenizer, params, meta["max_length"], teacher_store=store
     )
     history = [record for record in summary["history"] if record["phase"] == "search"]
-    end = history[-1]
+    end = search_end(history)
     return {
         "target": target,
         "overrides": overrides,

@@ -26,8 +26,10 @@ def test_prune_then_compare(toy_top):
     assert metrics["device"] == "cpu" and metrics["dtype"] == "float32"
     assert metrics["teacher_outputs"]["source"] == "computed"
     assert len(list(tmp_path.glob("teacher-outputs-*.pt"))) == 1, "the teacher outputs are kept for later runs"
-    header = (tmp_path / "live" / HISTORY_FILE).read_text().splitlines()[0].split("\t")
+    header, *rows = (line.split("\t") for line in (tmp_path / "live" / HISTORY_FILE).read_text().splitlines())
     assert {"step", "macs_ratio", "target", "dev_score"} <= set(header)
+    search = [dict(zip(header, row, strict=True)) for row in rows if row[header.index("phase")] == "search"]
+    assert metrics["search_end_macs_ratio"] == pytest.approx(float(search[-1]["macs_ratio"]), abs=1e-4)
     # The toy's pruned model trained away from the random teacher: the two rank differently.
     agreement = metrics["ranking_agreement"]
     assert set(agreement) == {"teacher", "pruned"} and set(agreement["pruned"]) == {"layer_1"}

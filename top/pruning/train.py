@@ -366,6 +366,11 @@ def _evaluate_and_keep_best(
         state["cheapest"] = (evaluation.macs_ratio, _weights(student), evaluation)
 
 
+def search_end(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The search's last evaluation: where the search alone left the MACs, before any fine-tuning at the budget."""
+    return [record for record in history if record["phase"] == "search"][-1]
+
+
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: value.detach().clone() for name, value in model.state_dict().items()}
 
