@@ -2,10 +2,11 @@
 run reached (`python -m studies.budget_curve [--settings NAME ...] [--targets T ...] [--seeds S ...]`).
 
 Each run is the prune stage itself (search, fine-tuning, selection, ranking agreement) at the prune params with
-one setting's overrides, a target and a seed (a target the default prune layers cannot reach prunes from layer 1),
-from artifacts/teacher on data/prepared; the baselines are tuned to the MACs that run reached. Per setting and
-target the record gives the mean and standard deviation over seeds of the dev score, the reached MACs, the gap to
-the teacher, the baselines and the distilled layer's ranking agreement.
+one setting's overrides, a target and a seed (a target the search alone cannot reach with the default prune
+layers prunes from layer 1), from artifacts/teacher on data/prepared; the baselines are tuned to the MACs that run
+reached. Per setting and target the record gives the mean and standard deviation over seeds of the dev score, the
+reached MACs and where the search alone ended, the gap to the teacher, the baselines and the distilled layer's
+ranking agreement.
 Each other setting is also compared with the default seed by seed (paired), where seed-to-seed spread cancels.
 Finished runs stay in the record, so a killed study resumes with the runs it still lacks. Writes
 artifacts/metrics/experiments/budget-curve-<task>.json and a plot beside it.
@@ -19,14 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoConfig
 
 from pipeline import CHECKPOINT_ROOT, PREPARED_DIR, TEACHER_DIR, run_stage
 from pipeline.baselines import compare_with_baselines
 from pipeline.prune import prune_teacher
 from studies.experiment_file import resumable_study, study_parser, write_experiment
+from top.backbone import load_tokenizer
 from top.cpu import cpu_model_and_flags
+from top.data.prepare import load_prepared
 from top.figures import pyplot, save_figure
 from top.params import Params, PruneParams
+from top.pruning.train import macs_floor
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -34,8 +39,6 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "gates-learned": {"gates": "learned"},
 }
 TARGETS = (0.5, 0.3)
-# A target under the cheapest model that the default prune layers allow prunes from layer 1 instead.
-TARGET_OVERRIDES: dict[float, dict[str, Any]] = {0.2: {"prune_layers": [1, 2, 3, 4, 5]}}
 SEEDS = (42, 43, 44)
 # The scores each run contributes to its setting's mean and std.
 SCORES = (
@@ -55,9 +58,8 @@ def budget_run(
     prune: PruneParams, overrides: dict[str, Any], target: float, seed: int, prepared_dir: Path, teacher_dir: Path
 ) -> dict[str, Any]:
     """One prune-stage run and the baselines at the MACs it reached."""
-    params = prune.model_copy(
-        update={**overrides, **TARGET_OVERRIDES.get(target, {}), "target_macs": target, "seed": seed}
-    )
+    params = prune.model_copy(update={**overrides, "target_macs": target, "seed": seed})
+    params = params.model_copy(update={"prune_layers": reachable_prune_layers(params, prepared_dir, teacher_dir)})
     with tempfile.TemporaryDirectory() as work:
         metrics = prune_teacher(
             prepared_dir, teacher_dir, params, Path(work) / "pruned", Path(work) / "live", CHECKPOINT_ROOT
@@ -82,6 +84,18 @@ def budget_run(
         "distilled_layer_tau": metrics["ranking_agreement"]["pruned"][distilled]["kendall_tau"],
         "train_seconds": metrics["train_seconds"],
     }
+
+
+def reachable_prune_layers(prune: PruneParams, prepared_dir: Path, teacher_dir: Path) -> list[int]:
+    """The prune layers of ``prune``, or every layer from 1 where the search alone could not get down to the
+    target with them (``macs_floor`` without fine-tuning): a cheaper model then has to prune earlier."""
+    _, splits, _ = load_prepared(prepared_dir)
+    config = AutoConfig.from_pretrained(teacher_dir)
+    searched = prune.model_copy(update={"finetune_epochs": 0.0})
+    floor = macs_floor(splits["train"], load_tokenizer(str(teacher_dir)), searched, config)
+    if prune.target_macs + prune.macs_tolerance >= floor:
+        return list(prune.prune_layers)
+    return list(range(1, config.num_hidden_layers))
 
 
 def spread(values: list[float]) -> dict[str, float]:

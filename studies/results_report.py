@@ -28,7 +28,7 @@ STAGE_TOP = "stage metrics: ToP chain"
 # The constraint-landing study on MRPC (`python -m studies.constraint_landing`).
 LANDING_RUN = "constraint-landing-mrpc"
 # ToP over seeds and budgets on MRPC, with the baselines (`python -m studies.budget_curve`).
-BUDGET_RUN = "budget-curve-mrpc"
+BUDGET_RUNS = ("budget-curve-mrpc", "budget-curve-sst2")
 STAGE_FLEX = "stage metrics: Flexible BERT"
 STAGE_RERUN = {STAGE_TOP: "dvc repro", STAGE_FLEX: "dvc exp run -S flex.enabled=true"}
 STAGE_RECORD = {STAGE_TOP: "mrpc-top50-default"}  # the record of the run the stage metrics came from
@@ -606,8 +606,8 @@ TASKS = (
                 "where the ToP search alone ends on MRPC, per constraint setting",
             ),
             (
-                BUDGET_RUN,
-                f"artifacts/metrics/experiments/{BUDGET_RUN}.png",
+                BUDGET_RUNS[0],
+                f"artifacts/metrics/experiments/{BUDGET_RUNS[0]}.png",
                 "ToP on MRPC over seeds against its budget, beside the baselines",
             ),
         ),
@@ -622,6 +622,14 @@ TASKS = (
         teachers=("sst2-top50-latency", "sst2-teacher-default"),
         compression=("sst2-top50",),
         latency=("sst2-top50-latency",),
+        plots=(
+            (
+                BUDGET_RUNS[1],
+                f"artifacts/metrics/experiments/{BUDGET_RUNS[1]}.png",
+                "ToP on SST-2 (its teacher and the runs on a 4,000-sentence training subsample) over seeds against "
+                "its budget, beside the baselines",
+            ),
+        ),
     ),
     Task(
         "CoLA",
@@ -818,8 +826,13 @@ def landing_key(runs: dict[str, Run]) -> str:
 
 
 def budget_curve_key(runs: dict[str, Run]) -> str:
-    """Per setting and target: ToP and the baselines as mean ± std over seeds, and the distilled layer's tau."""
-    found = runs[BUDGET_RUN].data
+    """Per task: its budget curve's figures."""
+    return ". ".join(budget_curve_figures(runs[name].data) for name in BUDGET_RUNS)
+
+
+def budget_curve_figures(found: dict[str, Any]) -> str:
+    """Per setting and target: ToP and the baselines as mean ± std over seeds, where the search alone ended, and
+    the distilled layer's tau; then the paired effects."""
 
     def spread(cell: dict[str, Any], score: str) -> str:
         return f"{cell[score]['mean']:.3f} ± {cell[score]['std']:.3f}" if score in cell else "-"
@@ -828,9 +841,12 @@ def budget_curve_key(runs: dict[str, Run]) -> str:
         unusual = cell.get("prune_layers", found.get("prune_layers")) != found.get("prune_layers")
         return f", prune layers {cell['prune_layers']}" if unusual else ""
 
+    def search_end(cell: dict[str, Any]) -> str:
+        return f" (search alone {spread(cell, 'search_end_macs_ratio')})" if "search_end_macs_ratio" in cell else ""
+
     cells = [
         f"{group} ({len(cell['seeds'])} seeds{layers(cell)}): ToP {spread(cell, 'top')} at MACs "
-        f"{spread(cell, 'macs_ratio')}, "
+        f"{spread(cell, 'macs_ratio')}{search_end(cell)}, "
         f"{spread(cell, 'delta_points')} points from the teacher, static top-k {spread(cell, 'static_topk')}, "
         f"truncation {spread(cell, 'truncation')}, distilled-layer tau {spread(cell, 'distilled_layer_tau')}"
         for group, cell in found["summary"].items()
@@ -913,7 +929,7 @@ STUDIES = (
         landing_key,
     ),
     Study(
-        (BUDGET_RUN,),
+        BUDGET_RUNS,
         "ToP against its budget over seeds, with static top-k and truncation at the MACs each run reached:",
         budget_curve_key,
     ),

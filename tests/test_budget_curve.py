@@ -76,3 +76,15 @@ def test_summary_orders_settings_and_targets_and_names_unusual_prune_layers():
     assert list(summary) == ["default @ 0.5", "default @ 0.2", "no-distillation @ 0.3"]
     assert summary["default @ 0.2"]["prune_layers"] == [1, 2, 3]
     assert summary["default @ 0.5"]["prune_layers"] == [2, 3]  # the one run that records them
+
+
+def test_a_target_under_the_searchs_floor_prunes_from_layer_1(toy_top):
+    params, _, _, _, tmp_path = toy_top
+    late = params.prune.model_copy(update={"prune_layers": [2]})  # layers 0 and 1 of 3 dense: the floor is over 2/3
+
+    def layers(target: float) -> list[int]:
+        prune = late.model_copy(update={"target_macs": target})
+        return budget_curve.reachable_prune_layers(prune, tmp_path / "prepared", tmp_path / "teacher")
+
+    assert layers(0.9) == [2]
+    assert layers(0.5) == [1, 2]

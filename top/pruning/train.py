@@ -139,7 +139,7 @@ def train_token_pruning(
     constraint = LagrangianConstraint(params.constraint_penalty)
     for module in (teacher, student, masks, constraint):
         module.to(device)
-    check_target_reachable(dims, *_split_lengths(splits["train"], tokenizer, params, student.config), params)
+    check_target_reachable(splits["train"], tokenizer, params, student.config)
     train_split, cached, cache_log = splits["train"], None, {"source": "live"}
     if params.cache_teacher_outputs:
         names = output_names(spec, params.state_distill_weight > 0)
@@ -304,15 +304,25 @@ def _split_lengths(
     return torch.cat(lengths), torch.cat(fixed)
 
 
-def check_target_reachable(dims: EncoderDims, lengths: torch.Tensor, fixed: torch.Tensor, params: PruneParams) -> None:
-    """Fail before training when the target is under the cheapest model the prune layers allow.
+def macs_floor(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, params: PruneParams, config: Any) -> float:
+    """The cheapest MACs ratio that ``params.prune_layers`` allow on ``split``.
 
     The layers before the first prune layer stay dense and [CLS] is never pruned, so the MACs ratio has a floor;
     the search's masks keep at least one bin per prune layer, so without fine-tuning (whose keep ratios are scaled
-    freely) the floor is higher still. A run aimed under it would train to the end and then fail.
+    freely) the floor is higher still.
     """
+    lengths, fixed = _split_lengths(split, tokenizer, params, config)
     cheapest = [0.0 if params.finetune_epochs > 0 else 1.0 / params.bins] * len(params.prune_layers)
-    floor = float(expected_macs_ratio(dims, lengths, list(params.prune_layers), torch.tensor(cheapest), fixed))
+    dims = EncoderDims.from_config(config)
+    return float(expected_macs_ratio(dims, lengths, list(params.prune_layers), torch.tensor(cheapest), fixed))
+
+
+def check_target_reachable(
+    split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, params: PruneParams, config: Any
+) -> None:
+    """Fail before training when the target is under ``macs_floor``: such a run would train to the end and then
+    fail."""
+    floor = macs_floor(split, tokenizer, params, config)
     if params.target_macs + params.macs_tolerance < floor:
         raise ParamsError(
             f"prune.target_macs {params.target_macs} is under the cheapest model that prune.prune_layers "
