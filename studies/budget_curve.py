@@ -185,6 +185,7 @@ def study(
 ) -> Path:
     """Run what the record lacks, rewriting the record and the plot after each run and at the end."""
     spec, name, runs = resumable_study("budget-curve", prepared_dir, teacher_dir)
+    train_rows = load_prepared(prepared_dir)[2]["splits"]["train"]
     teacher_dir = Path(teacher_dir)
     for setting in settings:
         for target in targets:
@@ -193,12 +194,14 @@ def study(
                 if key in runs and runs[key]["setting"] == SETTINGS[setting]:
                     continue
                 runs[key] = budget_run(params.prune, SETTINGS[setting], target, seed, Path(prepared_dir), teacher_dir)
-                write_record(name, spec.name, spec.primary_metric, params, runs)
+                write_record(name, spec.name, spec.primary_metric, train_rows, params, runs)
     # Rewritten once more, so that a rerun of a finished study brings its summary up to date.
-    return write_record(name, spec.name, spec.primary_metric, params, runs)
+    return write_record(name, spec.name, spec.primary_metric, train_rows, params, runs)
 
 
-def write_record(name: str, task: str, metric: str, params: Params, runs: dict[str, dict[str, Any]]) -> Path:
+def write_record(
+    name: str, task: str, metric: str, train_rows: int, params: Params, runs: dict[str, dict[str, Any]]
+) -> Path:
     """The record (runs, their summary and the paired effects) and its plot, rewritten whole."""
     summary = summarize(runs)
     path = write_experiment(
@@ -208,6 +211,8 @@ def write_record(name: str, task: str, metric: str, params: Params, runs: dict[s
         {
             "task": task,
             "metric": metric,
+            # A subsample (data.max_train_samples) shows here: the teacher and every run trained on these rows.
+            "train_rows": train_rows,
             "epochs": params.prune.epochs,
             "finetune_epochs": params.prune.finetune_epochs,
             "prune_layers": list(params.prune.prune_layers),

@@ -856,8 +856,9 @@ def budget_curve_figures(found: dict[str, Any]) -> str:
         f"distilled-layer tau {spread(cell, 'distilled_layer_tau')}"
         for name, cell in found.get("effects", {}).items()
     ]
+    rows = f" ({found['train_rows']:,} training rows)" if "train_rows" in found else ""
     return (
-        f"{found['task']} dev {found['metric']}, mean ± std over seeds: "
+        f"{found['task']}{rows} dev {found['metric']}, mean ± std over seeds: "
         + "; ".join(cells)
         + ("" if not effects else ". Paired by seed: " + "; ".join(effects))
     )

@@ -10,7 +10,7 @@ from studies import budget_curve
 
 
 def test_the_study_summarises_seeds_and_resumes_with_what_it_lacks(toy_top, monkeypatch):
-    params, _, _, _, tmp_path = toy_top
+    params, _, splits, _, tmp_path = toy_top
     # Every checkpoint within the budget's tolerance: the toy search is too short to land on it.
     prune = params.prune.model_copy(update={"epochs": 2, "eval_steps": 4, "macs_tolerance": 1.0})
     params = params.model_copy(update={"prune": prune})
@@ -20,6 +20,7 @@ def test_the_study_summarises_seeds_and_resumes_with_what_it_lacks(toy_top, monk
 
     record = json.loads(path.read_text(encoding="utf-8"))
     assert path.name == "budget-curve-toy.json" and record["why"].startswith("Study: ToP's dev score")
+    assert record["train_rows"] == len(splits["train"])
     runs = [record["runs"][f"default @ 0.6 / seed {seed}"] for seed in (1, 2)]
     for run in runs:
         assert run["target"] == 0.6 and run["setting"] == {}
