@@ -27,7 +27,7 @@ EXPERIMENTS = METRICS / "experiments"
 STAGE_TOP = "stage metrics: ToP chain"
 # The constraint-landing study on MRPC (`python -m studies.constraint_landing`).
 LANDING_RUN = "constraint-landing-mrpc"
-# ToP over seeds and budgets on MRPC, with the baselines (`python -m studies.budget_curve`).
+# ToP over seeds and budgets per task, with the baselines (`python -m studies.budget_curve`).
 BUDGET_RUNS = ("budget-curve-mrpc", "budget-curve-sst2")
 STAGE_FLEX = "stage metrics: Flexible BERT"
 STAGE_RERUN = {STAGE_TOP: "dvc repro", STAGE_FLEX: "dvc exp run -S flex.enabled=true"}
@@ -626,8 +626,7 @@ TASKS = (
             (
                 BUDGET_RUNS[1],
                 f"artifacts/metrics/experiments/{BUDGET_RUNS[1]}.png",
-                "ToP on SST-2 (its teacher and the runs on a 4,000-sentence training subsample) over seeds against "
-                "its budget, beside the baselines",
+                "ToP on SST-2 over seeds against its budget, beside the baselines (its training rows: Design studies)",
             ),
         ),
     ),
