@@ -5,8 +5,8 @@ Each run is the prune stage itself (search, fine-tuning, selection, ranking agre
 one setting's overrides, a target and a seed (a target the search alone cannot reach with the default prune
 layers prunes from layer 1), from artifacts/teacher on data/prepared; the baselines are tuned to the MACs that run
 reached. Per setting and target the record gives the mean and standard deviation over seeds of the dev score, the
-reached MACs and where the search alone ended, the gap to the teacher, the baselines and the distilled layer's
-ranking agreement.
+reached MACs (on dev, and on the training rows' lengths that the budget is met on) and where the search alone
+ended, the gap to the teacher, the baselines and the distilled layer's ranking agreement.
 Each other setting is also compared with the default seed by seed (paired), where seed-to-seed spread cancels.
 Finished runs stay in the record, so a killed study resumes with the runs it still lacks. Writes
 artifacts/metrics/experiments/budget-curve-<task>.json and a plot beside it.
@@ -31,7 +31,7 @@ from top.cpu import cpu_model_and_flags
 from top.data.prepare import load_prepared
 from top.figures import pyplot, save_figure
 from top.params import Params, PruneParams
-from top.pruning.train import macs_floor
+from top.pruning.train import macs_floor, split_macs_ratio
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -46,6 +46,7 @@ SCORES = (
     "static_topk",
     "truncation",
     "macs_ratio",
+    "train_macs_ratio",
     "search_end_macs_ratio",
     "delta_points",
     "distilled_layer_tau",
@@ -86,16 +87,33 @@ def budget_run(
     }
 
 
+def training_rows(prepared_dir: Path, teacher_dir: Path) -> tuple[Any, Any, Any]:
+    """The training split, tokenizer and model config that count MACs as the search's constraint does."""
+    _, splits, _ = load_prepared(prepared_dir)
+    return splits["train"], load_tokenizer(str(teacher_dir)), AutoConfig.from_pretrained(teacher_dir)
+
+
 def reachable_prune_layers(prune: PruneParams, prepared_dir: Path, teacher_dir: Path) -> list[int]:
     """The prune layers of ``prune``, or every layer from 1 where the search alone could not get down to the
     target with them (``macs_floor`` without fine-tuning): a cheaper model then has to prune earlier."""
-    _, splits, _ = load_prepared(prepared_dir)
-    config = AutoConfig.from_pretrained(teacher_dir)
-    searched = prune.model_copy(update={"finetune_epochs": 0.0})
-    floor = macs_floor(splits["train"], load_tokenizer(str(teacher_dir)), searched, config)
-    if prune.target_macs + prune.macs_tolerance >= floor:
+    split, tokenizer, config = training_rows(prepared_dir, teacher_dir)
+    if prune.target_macs + prune.macs_tolerance >= macs_floor(
+        split, tokenizer, prune.model_copy(update={"finetune_epochs": 0.0}), config
+    ):
         return list(prune.prune_layers)
     return list(range(1, config.num_hidden_layers))
+
+
+def cost_on_training_rows(
+    runs: dict[str, dict[str, Any]], prune: PruneParams, prepared_dir: Path, teacher_dir: Path
+) -> None:
+    """Give each run its final keep ratios' MACs ratio on the training rows (``train_macs_ratio``), the lengths its
+    budget was met on, beside its ``macs_ratio`` on dev: the two differ where the splits' lengths do."""
+    split, tokenizer, config = training_rows(prepared_dir, teacher_dir)
+    for run in runs.values():
+        layers = prune.model_copy(update={"prune_layers": run["prune_layers"]})
+        ratio = split_macs_ratio(split, tokenizer, layers, config, list(run["keep_ratios"].values()))
+        run["train_macs_ratio"] = round(ratio, 4)
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -194,8 +212,10 @@ def study(
                 if key in runs and runs[key]["setting"] == SETTINGS[setting]:
                     continue
                 runs[key] = budget_run(params.prune, SETTINGS[setting], target, seed, Path(prepared_dir), teacher_dir)
+                cost_on_training_rows({key: runs[key]}, params.prune, Path(prepared_dir), teacher_dir)
                 write_record(name, spec.name, spec.primary_metric, train_rows, params, runs)
     # Rewritten once more, so that a rerun of a finished study brings its summary up to date.
+    cost_on_training_rows(runs, params.prune, Path(prepared_dir), teacher_dir)
     return write_record(name, spec.name, spec.primary_metric, train_rows, params, runs)
 
 

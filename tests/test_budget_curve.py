@@ -25,9 +25,10 @@ def test_the_study_summarises_seeds_and_resumes_with_what_it_lacks(toy_top, monk
     for run in runs:
         assert run["target"] == 0.6 and run["setting"] == {}
         assert -1 <= run["distilled_layer_tau"] <= 1 and run["static_topk"] is not None
+        assert 0 < run["train_macs_ratio"] <= 1
     cell = record["summary"]["default @ 0.6"]
     assert cell["seeds"] == [1, 2]
-    for score in ("top", "macs_ratio", "search_end_macs_ratio", "static_topk"):
+    for score in ("top", "macs_ratio", "train_macs_ratio", "search_end_macs_ratio", "static_topk"):
         values = [run[score] for run in runs]
         assert cell[score]["mean"] == pytest.approx(statistics.fmean(values), abs=1e-4)
         assert cell[score]["std"] == pytest.approx(statistics.stdev(values), abs=1e-4)

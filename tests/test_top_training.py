@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from transformers import AutoConfig
 
 from top.data.tasks import resolve_task
 from top.errors import ParamsError
@@ -55,6 +56,25 @@ def test_a_target_under_the_prune_layers_floor_fails_before_training(toy_top, mo
         ParamsError, match=r"target_macs 0\.01 is under the cheapest model .* \[1\] allow .* \(0\.\d+\)"
     ):
         train_token_pruning(teacher, student, spec, splits, tokenizer, unreachable, 24)
+
+
+def test_the_same_keep_ratios_cost_a_larger_share_of_shorter_inputs(toy_top):
+    params, _, splits, tokenizer, tmp_path = toy_top
+    config = AutoConfig.from_pretrained(tmp_path / "teacher")
+    lengths = [sum(mask) for mask in splits["train"]["attention_mask"]]
+    middle = sorted(lengths)[len(lengths) // 2]
+    short = splits["train"].filter(lambda example: sum(example["attention_mask"]) < middle)
+    long = splits["train"].filter(lambda example: sum(example["attention_mask"]) >= middle)
+
+    def ratio(split, keep: float) -> float:
+        return train_module.split_macs_ratio(split, tokenizer, params.prune, config, [keep])
+
+    assert ratio(short, 1.0) == pytest.approx(1.0) and ratio(long, 1.0) == pytest.approx(1.0)
+    # [CLS] is never pruned, and it is a larger share of a short input.
+    assert ratio(short, 0.3) > ratio(long, 0.3)
+    assert ratio(splits["train"], 0.0) == pytest.approx(
+        train_module.macs_floor(splits["train"], tokenizer, params.prune, config)
+    )
 
 
 def test_a_search_too_short_for_its_target_is_a_clear_error(toy_top):

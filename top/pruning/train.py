@@ -311,10 +311,23 @@ def macs_floor(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, para
     the search's masks keep at least one bin per prune layer, so without fine-tuning (whose keep ratios are scaled
     freely) the floor is higher still.
     """
-    lengths, fixed = _split_lengths(split, tokenizer, params, config)
     cheapest = [0.0 if params.finetune_epochs > 0 else 1.0 / params.bins] * len(params.prune_layers)
+    return split_macs_ratio(split, tokenizer, params, config, cheapest)
+
+
+def split_macs_ratio(
+    split: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    params: PruneParams,
+    config: Any,
+    keep_ratios: list[float],
+) -> float:
+    """The MACs ratio of ``keep_ratios`` at ``params.prune_layers`` over ``split``'s real lengths, as the search's
+    constraint and the fine-tuning's budget count it on the training split: a split of other lengths (where
+    [CLS] is a larger or smaller share of each input) gives the same keep ratios another ratio."""
+    lengths, fixed = _split_lengths(split, tokenizer, params, config)
     dims = EncoderDims.from_config(config)
-    return float(expected_macs_ratio(dims, lengths, list(params.prune_layers), torch.tensor(cheapest), fixed))
+    return float(expected_macs_ratio(dims, lengths, list(params.prune_layers), torch.tensor(keep_ratios), fixed))
 
 
 def check_target_reachable(
