@@ -111,7 +111,8 @@ def cost_on_training_rows(
     budget was met on, beside its ``macs_ratio`` on dev: the two differ where the splits' lengths do."""
     split, tokenizer, config = training_rows(prepared_dir, teacher_dir)
     for run in runs.values():
-        layers = prune.model_copy(update={"prune_layers": run["prune_layers"]})
+        # A run recorded without its prune layers pruned the params' own.
+        layers = prune.model_copy(update={"prune_layers": run.get("prune_layers", prune.prune_layers)})
         ratio = split_macs_ratio(split, tokenizer, layers, config, list(run["keep_ratios"].values()))
         run["train_macs_ratio"] = round(ratio, 4)
 
