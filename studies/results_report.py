@@ -840,12 +840,16 @@ def budget_curve_figures(found: dict[str, Any]) -> str:
         unusual = cell.get("prune_layers", found.get("prune_layers")) != found.get("prune_layers")
         return f", prune layers {cell['prune_layers']}" if unusual else ""
 
-    def search_end(cell: dict[str, Any]) -> str:
-        return f" (search alone {spread(cell, 'search_end_macs_ratio')})" if "search_end_macs_ratio" in cell else ""
+    def macs_detail(cell: dict[str, Any]) -> str:
+        """The same keep ratios on the training rows, and where the search alone ended (on dev)."""
+        parts = [f"on the training rows {spread(cell, 'train_macs_ratio')}"] if "train_macs_ratio" in cell else []
+        if "search_end_macs_ratio" in cell:
+            parts.append(f"search alone {spread(cell, 'search_end_macs_ratio')}")
+        return f" ({'; '.join(parts)})" if parts else ""
 
     cells = [
-        f"{group} ({len(cell['seeds'])} seeds{layers(cell)}): ToP {spread(cell, 'top')} at MACs "
-        f"{spread(cell, 'macs_ratio')}{search_end(cell)}, "
+        f"{group} ({len(cell['seeds'])} seeds{layers(cell)}): ToP {spread(cell, 'top')} at dev MACs "
+        f"{spread(cell, 'macs_ratio')}{macs_detail(cell)}, "
         f"{spread(cell, 'delta_points')} points from the teacher, static top-k {spread(cell, 'static_topk')}, "
         f"truncation {spread(cell, 'truncation')}, distilled-layer tau {spread(cell, 'distilled_layer_tau')}"
         for group, cell in found["summary"].items()
