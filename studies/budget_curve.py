@@ -5,7 +5,7 @@ Each run is the prune stage itself (search, fine-tuning, selection, ranking agre
 one setting's overrides, a target and a seed (a target the search alone cannot reach with the default prune
 layers prunes from layer 1), from artifacts/teacher on data/prepared; the baselines are tuned to the MACs that run
 reached. Per setting and target the record gives the mean and standard deviation over seeds of the dev score, the
-reached MACs (on dev, and on the training rows' lengths that the budget is met on) and where the search alone
+reached MACs (on dev, and on the training rows' lengths that the default budget is met on) and where the search alone
 ended, the gap to the teacher, the baselines and the distilled layer's ranking agreement.
 Each other setting is also compared with the default seed by seed (paired), where seed-to-seed spread cancels.
 Finished runs stay in the record, so a killed study resumes with the runs it still lacks. Writes
@@ -37,6 +37,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "default": {},
     "no-distillation": {"rank_loss_weight": 0.0},
     "gates-learned": {"gates": "learned"},
+    "budget-on-eval-lengths": {"budget_lengths": "eval"},
 }
 TARGETS = (0.5, 0.3)
 SEEDS = (42, 43, 44)
@@ -87,16 +88,17 @@ def budget_run(
     }
 
 
-def training_rows(prepared_dir: Path, teacher_dir: Path) -> tuple[Any, Any, Any]:
-    """The training split, tokenizer and model config that count MACs as the search's constraint does."""
+def split_to_cost(split: str, prepared_dir: Path, teacher_dir: Path) -> tuple[Any, Any, Any]:
+    """A split (train or eval), the tokenizer and the model config: what MACs are counted on."""
     _, splits, _ = load_prepared(prepared_dir)
-    return splits["train"], load_tokenizer(str(teacher_dir)), AutoConfig.from_pretrained(teacher_dir)
+    return splits[split], load_tokenizer(str(teacher_dir)), AutoConfig.from_pretrained(teacher_dir)
 
 
 def reachable_prune_layers(prune: PruneParams, prepared_dir: Path, teacher_dir: Path) -> list[int]:
     """The prune layers of ``prune``, or every layer from 1 where the search alone could not get down to the
-    target with them (``macs_floor`` without fine-tuning): a cheaper model then has to prune earlier."""
-    split, tokenizer, config = training_rows(prepared_dir, teacher_dir)
+    target with them (``macs_floor`` without fine-tuning, on the lengths its budget is counted on): a cheaper
+    model then has to prune earlier."""
+    split, tokenizer, config = split_to_cost(prune.budget_lengths, prepared_dir, teacher_dir)
     if prune.target_macs + prune.macs_tolerance >= macs_floor(
         split, tokenizer, prune.model_copy(update={"finetune_epochs": 0.0}), config
     ):
@@ -108,8 +110,8 @@ def cost_on_training_rows(
     runs: dict[str, dict[str, Any]], prune: PruneParams, prepared_dir: Path, teacher_dir: Path
 ) -> None:
     """Give each run its final keep ratios' MACs ratio on the training rows (``train_macs_ratio``), the lengths its
-    budget was met on, beside its ``macs_ratio`` on dev: the two differ where the splits' lengths do."""
-    split, tokenizer, config = training_rows(prepared_dir, teacher_dir)
+    budget is met on by default, beside its ``macs_ratio`` on dev: the two differ where the splits' lengths do."""
+    split, tokenizer, config = split_to_cost("train", prepared_dir, teacher_dir)
     for run in runs.values():
         # A run recorded without its prune layers pruned the params' own.
         layers = prune.model_copy(update={"prune_layers": run.get("prune_layers", prune.prune_layers)})

@@ -9,6 +9,8 @@ from top.errors import ParamsError
 from top.evaluate import evaluate
 from top.params import PruneParams
 from top.pruning import train as train_module
+from top.pruning.l0 import expected_macs_ratio
+from top.pruning.macs import EncoderDims
 from top.pruning.model import TokenPruningBertForSequenceClassification, TokenPruningOutput, TokenPruningQAOutput
 from top.pruning.train import load_models, selection_rank, train_token_pruning
 
@@ -203,3 +205,37 @@ def test_the_damped_constraint_ends_the_search_on_the_target_without_fine_tuning
     searched = [record["macs_ratio"] for record in run["history"]]
     assert all(record["phase"] == "search" for record in run["history"])
     assert searched[-1] == pytest.approx(damped.target_macs, abs=damped.macs_tolerance)
+
+
+def test_a_budget_on_eval_lengths_is_what_the_constraint_and_the_fine_tuning_count(toy_top, monkeypatch):
+    params, spec, splits, tokenizer, tmp_path = toy_top
+    # As in the test above: a search that prunes, ended over the budget, then fine-tuned at it.
+    update = {"budget_lengths": "eval", "target_macs": 0.4, "macs_tolerance": 0.03, "epochs": 15}
+    prune = params.prune.model_copy(update=update)
+    teacher, student = load_models(tmp_path / "teacher", prune)
+    config = AutoConfig.from_pretrained(tmp_path / "teacher")
+    eval_lengths = train_module._split_lengths(splits["eval"], tokenizer, prune, config)
+    counted, frozen = [], []
+    step_losses, start_finetuning = train_module._step_losses, train_module._start_finetuning
+
+    def spy_step(*args):
+        losses = step_losses(*args)
+        counted.append((args[-1], losses["expected_macs"], args[2].expected_keep_ratios()))
+        return losses
+
+    def spy_start(state, *args):
+        start_finetuning(state, *args)
+        frozen.append(state[train_module.FROZEN_KEEP_RATIOS])
+
+    monkeypatch.setattr(train_module, "_step_losses", spy_step)
+    monkeypatch.setattr(train_module, "_start_finetuning", spy_start)
+    train_token_pruning(teacher, student, spec, splits, tokenizer, prune, 24)
+
+    dims = EncoderDims.from_config(config)
+    for lengths, expected_macs, keep_ratios in counted:
+        assert all(torch.equal(given, want) for given, want in zip(lengths, eval_lengths, strict=True))
+        want = expected_macs_ratio(dims, *eval_lengths[:1], prune.prune_layers, keep_ratios.detach(), eval_lengths[1])
+        assert float(expected_macs) == pytest.approx(float(want), abs=1e-5)
+    # The fine-tuning's keep ratios spend the budget on the eval split's lengths.
+    eval_cost = train_module.split_macs_ratio(splits["eval"], tokenizer, prune, config, frozen[0])
+    assert eval_cost == pytest.approx(prune.target_macs, abs=1e-3)

@@ -60,6 +60,7 @@ RankScores = Literal["raw", "log"]
 # How the Lagrangian multipliers ascend: Adam steps of about the learning rate whatever the MACs gap (the authors'
 # optimizer), or plain gradient steps, the learning rate times the gap (times its square for lambda2).
 MultiplierUpdate = Literal["adam", "error_scaled"]
+BudgetLengths = Literal["train", "eval"]
 
 # The dense teacher in another runtime, timed next to the project's models (top.peers): <runtime>-<precision>.
 Peer = Literal["ort-fp32", "ort-int8", "openvino-fp32", "openvino-int8"]
@@ -181,6 +182,7 @@ class PruneParams(_Section):
     eval_batch_size: int = Field(64, ge=1)
     eval_steps: int = Field(50, ge=1)
     macs_tolerance: Float = Field(0.01, ge=0, le=1)
+    budget_lengths: BudgetLengths = "train"
     cache_teacher_outputs: bool = True
     seed: int = Field(42, ge=0)
     device: Device = "auto"

@@ -139,7 +139,12 @@ def train_token_pruning(
     constraint = LagrangianConstraint(params.constraint_penalty)
     for module in (teacher, student, masks, constraint):
         module.to(device)
-    check_target_reachable(splits["train"], tokenizer, params, student.config)
+    budget_split = splits[params.budget_lengths]
+    check_target_reachable(budget_split, tokenizer, params, student.config)
+    # Counted on the eval split, the constraint sees every eval length at every step; on train, each batch's own.
+    budget_lengths = None
+    if params.budget_lengths == "eval":
+        budget_lengths = tuple(t.to(device) for t in _split_lengths(budget_split, tokenizer, params, student.config))
     train_split, cached, cache_log = splits["train"], None, {"source": "live"}
     if params.cache_teacher_outputs:
         names = output_names(spec, params.state_distill_weight > 0)
@@ -186,7 +191,7 @@ def train_token_pruning(
             if step >= total_steps:
                 break
             if step == search_steps and FROZEN_KEEP_RATIOS not in state:
-                _start_finetuning(state, student, optimizers[0], params, dims, splits["train"], tokenizer)
+                _start_finetuning(state, student, optimizers[0], params, dims, budget_split, tokenizer)
             student.train()
             targets = None if cached is None else cached.targets(batch, device)
             batch = {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
@@ -195,7 +200,18 @@ def train_token_pruning(
                 target = warmed_up_target(params.target_macs, warmup)
                 rank_weight = params.rank_loss_weight * max(RANK_WEIGHT_FLOOR, 1.0 - warmup)
                 losses = _step_losses(
-                    teacher, student, masks, constraint, batch, spec, params, dims, target, rank_weight, targets
+                    teacher,
+                    student,
+                    masks,
+                    constraint,
+                    batch,
+                    spec,
+                    params,
+                    dims,
+                    target,
+                    rank_weight,
+                    targets,
+                    budget_lengths,
                 )
             else:
                 target = params.target_macs
@@ -262,11 +278,11 @@ def _start_finetuning(
     optimizer: torch.optim.Optimizer,
     params: PruneParams,
     dims: EncoderDims,
-    train_split: datasets.Dataset,
+    budget_split: datasets.Dataset,
     tokenizer: PreTrainedTokenizerBase,
 ) -> None:
     """End the search: the best checkpoint's weights, and its keep ratios scaled to spend the MACs budget on
-    the training lengths (``keep_ratios_at_budget``), become the fine-tuning start.
+    the lengths of ``budget_split`` (``keep_ratios_at_budget``), become the fine-tuning start.
 
     A search that never got under the budget starts from its cheapest checkpoint instead, scaled down to the
     budget: the fine-tuned model then meets it, or the stage fails at the end as without fine-tuning.
@@ -275,7 +291,7 @@ def _start_finetuning(
     if state["best"] is None:
         log.warning("the search never met the MACs budget; fine-tuning starts from its cheapest checkpoint")
     _, best_weights, evaluation = state["best"] or state["cheapest"]
-    lengths, fixed = _split_lengths(train_split, tokenizer, params, student.config)
+    lengths, fixed = _split_lengths(budget_split, tokenizer, params, student.config)
     prune_layers = list(params.prune_layers)
     keep_ratios = keep_ratios_at_budget(dims, lengths, prune_layers, evaluation.keep_ratios, params.target_macs, fixed)
     student.load_state_dict(best_weights)
@@ -323,8 +339,8 @@ def split_macs_ratio(
     keep_ratios: list[float],
 ) -> float:
     """The MACs ratio of ``keep_ratios`` at ``params.prune_layers`` over ``split``'s real lengths, as the search's
-    constraint and the fine-tuning's budget count it on the training split: a split of other lengths (where
-    [CLS] is a larger or smaller share of each input) gives the same keep ratios another ratio."""
+    constraint and the fine-tuning's budget count it: a split of other lengths (where [CLS] is a larger or smaller
+    share of each input) gives the same keep ratios another ratio (``prune.budget_lengths``)."""
     lengths, fixed = _split_lengths(split, tokenizer, params, config)
     dims = EncoderDims.from_config(config)
     return float(expected_macs_ratio(dims, lengths, list(params.prune_layers), torch.tensor(keep_ratios), fixed))
@@ -422,8 +438,10 @@ def _step_losses(
     target: float,
     rank_weight: float,
     targets: TeacherTargets | None = None,
+    budget_lengths: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """A search step's losses; the teacher runs only when its outputs (``targets``) are not given."""
+    """A search step's losses; the teacher runs only when its outputs (``targets``) are not given. The expected
+    MACs are counted on ``budget_lengths`` (lengths and unprunable counts) when given, else on the batch's."""
     inputs = model_inputs(batch)
     if targets is None:
         targets = teacher_targets(teacher, inputs, ranking=True)
@@ -440,7 +458,7 @@ def _step_losses(
         )
         for layer in params.distill_layers
     )
-    lengths, fixed = _real_lengths(inputs, student.config)
+    lengths, fixed = budget_lengths or _real_lengths(inputs, student.config)
     keep_ratios = masks.expected_keep_ratios()
     macs_ratio = expected_macs_ratio(dims, lengths, list(params.prune_layers), keep_ratios, fixed)
     lagrangian = constraint(macs_ratio, target)
