@@ -824,11 +824,6 @@ def landing_key(runs: dict[str, Run]) -> str:
     )
 
 
-def budget_curve_key(runs: dict[str, Run]) -> str:
-    """Per task: its budget curve's figures."""
-    return ". ".join(budget_curve_figures(runs[name].data) for name in BUDGET_RUNS)
-
-
 def budget_curve_figures(found: dict[str, Any]) -> str:
     """Per setting and target: ToP and the baselines as mean ± std over seeds, where the search alone ended, and
     the distilled layer's tau; then the paired effects."""
@@ -932,10 +927,13 @@ STUDIES = (
         "epochs, where the authors' Adam multipliers stop short or overshoot:",
         landing_key,
     ),
-    Study(
-        BUDGET_RUNS,
-        "ToP against its budget over seeds, with static top-k and truncation at the MACs each run reached:",
-        budget_curve_key,
+    *(
+        Study(
+            (name,),
+            "ToP against its budget over seeds, with static top-k and truncation at the MACs each run reached:",
+            lambda runs, name=name: budget_curve_figures(runs[name].data),
+        )
+        for name in BUDGET_RUNS
     ),
     Study(
         ("compile-wrapper",),
