@@ -34,6 +34,7 @@ from top.flex.sweep import (
     best_tradeoff,
     dynamic_points,
     front_score_at,
+    majority_class_scores,
     monotone_maps,
     pareto_front,
     score,
@@ -216,6 +217,7 @@ def flex_teacher(
         front,
         best,
         versus_static,
+        majority_class_scores(spec, splits["train"]["label"], dev),
         time.perf_counter() - started,
     )
     # Where the supernet phases trained, and in what compute dtype (the small gates train on the CPU).
@@ -265,6 +267,7 @@ def flex_metrics(
     front: list[dict[str, object]],
     best: dict[str, object],
     versus_static: list[dict[str, Any]],
+    majority: dict[str, float],
     seconds: float,
 ) -> dict[str, Any]:
     """flex.json: headline numbers at top level (for `dvc metrics diff`), then the grids and the curve."""
@@ -272,12 +275,16 @@ def flex_metrics(
         "task": task,
         "metric": metric,
         "teacher": teacher,
+        "majority_class": majority,
         "dev_split": {"select_examples": len(dev.select), "report_examples": len(dev.report), "seed": params.seed},
         "best_tradeoff": best,
         "best_tradeoff_delta_points_report": round(100 * (best["report_score"] - teacher["report"]), 3),
     }
     for name, grid in grids.items():
         metrics[f"grid_mean_dev_score_{name}"] = round(sum(row["dev_score"] for row in grid) / len(grid), 4)
+        # The weakest subnet against the majority-class floor: has every subnet learned from the input?
+        weakest = min(row["dev_score"] for row in grid)
+        metrics[f"grid_min_margin_over_majority_points_{name}"] = round(100 * (weakest - majority["dev"]), 2)
     for name, grid in grids_before_finetune.items():
         mean = sum(row["dev_score"] for row in grid) / len(grid)
         metrics[f"grid_mean_dev_score_{name}_before_finetune"] = round(mean, 4)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from transformers import BertForSequenceClassification
 from transformers.pytorch_utils import prune_linear_layer
 
+from top.data.tasks import GLUE_TASKS
 from top.errors import ParamsError
 from top.flex.dynamic import dynamic_forward, resolve_exits
 from top.flex.grafting import graft, recipient_donor_pairs
 from top.flex.importance import Importance, rewire, unit_importance
 from top.flex.macs import path_macs, subnet_macs
 from top.flex.supernet import FlexibleBertForSequenceClassification, width_units
+from top.flex.sweep import DevSplit, majority_class_scores
 from top.flex.train import class_weights, distillation_loss
 from top.pruning.macs import EncoderDims, classifier_head_macs
 
@@ -249,3 +252,13 @@ def test_bad_widths_depths_and_exits_are_clear_errors():
     config.flex_prefix_pooling = "max"
     with pytest.raises(ParamsError, match="prefix pooling 'max'"):
         FlexibleBertForSequenceClassification(config)
+
+
+def test_the_majority_class_floor_is_the_score_of_always_answering_the_commonest_training_label():
+    spec = GLUE_TASKS["mrpc"]
+    labels = np.array([1, 1, 0, 1, 0, 1])
+    dev = DevSplit(labels=labels, tokens=np.ones(6), select=np.array([0, 1, 2]), report=np.array([3, 4, 5]))
+    floor = majority_class_scores(spec, [0, 1, 1, 1], dev)
+    # Always 1: precision 4/6 and recall 1 on dev, 2/3 and 1 on the report part.
+    assert floor == {"label": 1, "dev": 0.8, "report": 0.8}
+    assert majority_class_scores(spec, [0, 0, 1], dev)["dev"] == 0.0

@@ -40,6 +40,9 @@ def test_flex_job_measures_grids_and_the_dynamic_range_and_resumes(toy_top, para
     assert set(metrics["grids_before_finetune"]) == {"grafted", "plain"}
     assert 0 <= metrics["grid_mean_dev_score_grafted_before_finetune"] <= 1
     assert len(metrics["grafting_gain_per_subnet"]) == 6
+    majority = metrics["majority_class"]
+    weakest = min(row["dev_score"] for row in metrics["grids"]["grafted"])
+    assert metrics["grid_min_margin_over_majority_points_grafted"] == round(100 * (weakest - majority["dev"]), 2)
     assert len(points) == metrics["dynamic_points"] == 3 * 2  # monotone maps of 2 classes over 2 widths x 2 thresholds
     best = metrics["best_tradeoff"]
     assert 0 < best["report_macs_ratio"] <= 1.1 and 0 <= best["report_score"] <= 1

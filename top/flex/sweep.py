@@ -47,6 +47,17 @@ def score(spec: TaskSpec, logits: np.ndarray, labels: np.ndarray) -> float:
     return compute_metrics(spec, predictions_from_logits(spec, logits), labels)[spec.primary_metric]
 
 
+def majority_class_scores(spec: TaskSpec, train_labels: Sequence[int], dev: DevSplit) -> dict[str, float]:
+    """The score of always answering the training split's most frequent class (dev and its report part): the
+    floor that a subnet which learned nothing from the input sits at."""
+    label = int(np.bincount(np.asarray(train_labels)).argmax())
+    answers = np.full(len(dev.labels), label)
+    return {"label": label} | {
+        part: round(compute_metrics(spec, answers[rows], dev.labels[rows])[spec.primary_metric], 4)
+        for part, rows in (("dev", slice(None)), ("report", dev.report))
+    }
+
+
 @torch.no_grad()
 def subnet_logits(
     model: FlexibleBertForSequenceClassification,
