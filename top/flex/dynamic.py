@@ -95,8 +95,11 @@ def _grouped_layer(
     widths: torch.Tensor,
 ) -> torch.Tensor:
     """Run layer ``index`` with each example at its own width, one sub-batch per distinct width."""
+    distinct = widths.unique().tolist()
+    if len(distinct) == 1:  # one route for the whole batch (always at batch 1): no gather and scatter
+        return model.layer_forward(index, hidden, keys, distinct[0])
     output = torch.empty_like(hidden)
-    for width in widths.unique().tolist():
+    for width in distinct:
         rows = (widths == width).nonzero().squeeze(1).to(hidden.device)
         output[rows] = model.layer_forward(index, hidden[rows], keys[rows], width)
     return output

@@ -222,9 +222,9 @@ def sliced_attention(
         return out.view(batch, length, heads, size).transpose(1, 2)
 
     query, key, value = project(self_attention.query), project(self_attention.key), project(self_attention.value)
-    scores = query @ key.transpose(-1, -2) * size**-0.5
-    scores = scores.masked_fill(~keys[:, None, None, :], torch.finfo(scores.dtype).min)
-    context = self_attention.dropout(scores.softmax(dim=-1)) @ value
+    # The fused kernel: at inference it never writes the [B, heads, n, n] scores out.
+    dropout = self_attention.dropout.p if self_attention.training else 0.0
+    context = F.scaled_dot_product_attention(query, key, value, attn_mask=keys[:, None, None, :], dropout_p=dropout)
     if head_scale is not None:
         context = context * head_scale[:heads, None, None]
     context = context.transpose(1, 2).reshape(batch, length, inner)
