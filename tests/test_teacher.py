@@ -1,22 +1,24 @@
 """Teacher fine-tuning on a tiny random BERT: outputs, repeatability and bad inputs."""
 
 import json
+import logging
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from safetensors.torch import load_file, save_file
+from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from top import teacher as teacher_module
-from top.backbone import check_bert_dir, resolve_backbone
+from top.backbone import check_bert_dir, load_new_head, resolve_backbone
 from top.data.prepare import prepare_task
-from top.errors import ModelDirError, ParamsError
+from top.errors import ModelBuildError, ModelDirError, ParamsError
 from top.params import parse_params
 from top.teacher import _score as teacher_score
 from top.teacher import finetune_teacher, last_complete_checkpoint
 
-from .conftest import toy_dataset, use_toy_task
+from .conftest import save_tiny_bert, toy_dataset, use_toy_task
 
 
 def toy_params(params_dict, data_root: Path, backbone: Path, **teacher):
@@ -143,3 +145,20 @@ def test_the_trainer_computes_in_bf16_on_cuda_only(params_dict, tiny_bert_dir, t
     arguments = teacher_module._training_arguments(params.teacher, tmp_path / "ckpt", device)
     assert arguments["bf16"] is bf16 and arguments["dataloader_pin_memory"] is bf16
     assert arguments["use_cpu"] is (device == "cpu")
+
+
+def test_a_new_head_loads_quietly_and_only_the_head_may_be_missing(tmp_path, caplog):
+    backbone = save_tiny_bert(tmp_path / "backbone", BertModel)
+    config = BertConfig.from_pretrained(backbone, num_labels=3)
+    with caplog.at_level(logging.WARNING):
+        model = load_new_head(BertForSequenceClassification, backbone, config)
+    assert model.classifier.out_features == 3
+    assert "LOAD REPORT" not in caplog.text
+
+    weights = load_file(backbone / "model.safetensors")
+    save_file(
+        {key: value for key, value in weights.items() if "layer.0.output.dense" not in key},
+        backbone / "model.safetensors",
+    )
+    with pytest.raises(ModelBuildError, match=r"lacks encoder weights: bert\.encoder\.layer\.0\.output\.dense\.bias, "):
+        load_new_head(BertForSequenceClassification, backbone, config)

@@ -8,6 +8,9 @@ pipeline runs offline; its hub name resolves to that copy. Any other name goes t
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -105,3 +108,35 @@ def load_float32(model_class: type[Model], location: str | Path, **kwargs: Any) 
     latency) and the training stages' float32 master weights all expect float32.
     """
     return model_class.from_pretrained(str(location), dtype=torch.float32, **kwargs)
+
+
+# The parts of a task model that a backbone checkpoint does not hold: the task head, and BERT's pooler, which
+# only the classification head reads and which some sentence encoders are saved without.
+NEW_HEAD_PREFIXES = ("classifier.", "qa_outputs.", "bert.pooler.")
+
+
+@contextmanager
+def _without_load_report() -> Iterator[None]:
+    """transformers logs a table of every weight it initialises: for a new task head that is the plan, not news."""
+    reporter = logging.getLogger("transformers.modeling_utils")
+    level = reporter.level
+    reporter.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        reporter.setLevel(level)
+
+
+def load_new_head(model_class: type[Model], location: str | Path, config: BertConfig) -> Model:
+    """The backbone at ``location`` under a freshly initialised task head, in float32.
+
+    Only the head may be new: an encoder weight the checkpoint lacks (a wrong or truncated directory) is a
+    ``ModelBuildError`` naming it, instead of a warning table followed by training a half-random encoder.
+    """
+    with _without_load_report():
+        model, loading = load_float32(model_class, location, config=config, output_loading_info=True)
+    missing = sorted(key for key in loading["missing_keys"] if not key.startswith(NEW_HEAD_PREFIXES))
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ModelBuildError(f"{location} lacks encoder weights: {shown}")
+    return model

@@ -31,7 +31,7 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from top.atomic import atomic_directory
-from top.backbone import load_bert_config, load_float32, load_tokenizer, resolve_backbone
+from top.backbone import load_bert_config, load_new_head, load_tokenizer, resolve_backbone
 from top.data.prepare import load_prepared
 from top.data.tasks import TaskSpec
 from top.device import dtype_name, resolve_device, training_dtype
@@ -193,7 +193,7 @@ def _new_model(
     if not spec.is_qa:
         config.problem_type = "regression" if spec.is_regression else "single_label_classification"
     try:
-        model = load_float32(model_class, resolve_backbone(backbone), config=config)
+        model = load_new_head(model_class, resolve_backbone(backbone), config)
     except (OSError, ValueError, TypeError, RuntimeError) as exc:
         cause = one_line(exc)
         if "ignore_mismatched_sizes" in str(exc):
