@@ -58,19 +58,25 @@ def dynamic_forward(
     logits, final_logits = nan.clone(), nan.clone()
     exit_depth = torch.full((batch,), layers)
     live = torch.arange(batch)
+    pooled = model.prefix_pool(hidden, keys)
     for index in range(layers):
-        widths[live, index] = choices[model.gates[index](model.prefix_pool(hidden, keys)).argmax(dim=-1).cpu()]
-        hidden = _grouped_layer(model, index, hidden, keys, widths[live, index])
+        chosen = choices[model.gates[index](pooled).argmax(dim=-1).cpu()]
+        widths[live, index] = chosen
+        hidden = _grouped_layer(model, index, hidden, keys, chosen)
         depth = index + 1
+        if depth == layers:
+            break
+        # One pooled state per layer: the next gate reads it, and so does this depth's off-ramp.
+        pooled = model.prefix_pool(hidden, keys)
         if str(depth) in model.ramps:
-            ramp = model.ramps[str(depth)](hidden, keys).float().cpu()
+            ramp = model.ramps[str(depth)].classify(pooled).float().cpu()
             ramp_logits[depth][live] = ramp
             leaving = entropy(ramp) < threshold
             if leaving.any():
                 logits[live[leaving]] = ramp[leaving]
                 exit_depth[live[leaving]] = depth
                 staying = (~leaving).to(hidden.device)
-                hidden, keys, live = hidden[staying], keys[staying], live[~leaving]
+                hidden, keys, pooled, live = hidden[staying], keys[staying], pooled[staying], live[~leaving]
                 if live.numel() == 0:
                     break
     if live.numel():
@@ -95,7 +101,7 @@ def _grouped_layer(
     widths: torch.Tensor,
 ) -> torch.Tensor:
     """Run layer ``index`` with each example at its own width, one sub-batch per distinct width."""
-    distinct = widths.unique().tolist()
+    distinct = sorted(set(widths.tolist()))
     if len(distinct) == 1:  # one route for the whole batch (always at batch 1): no gather and scatter
         return model.layer_forward(index, hidden, keys, distinct[0])
     output = torch.empty_like(hidden)

@@ -69,7 +69,11 @@ class ClassifierHead(nn.Module):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(self, hidden: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.tanh(self.dense(pool(hidden, keys, self.pooling))))
+        return self.classify(pool(hidden, keys, self.pooling))
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Logits from an already pooled state (dynamic inference pools each layer's output once)."""
+        return self.classifier(torch.tanh(self.dense(pooled)))
 
 
 class WidthGate(nn.Module):
