@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import statistics
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +30,11 @@ STAGE_TOP = "stage metrics: ToP chain"
 LANDING_RUN = "constraint-landing-mrpc"
 # ToP over seeds and budgets per task, with the baselines (`python -m studies.budget_curve`).
 BUDGET_RUNS = ("budget-curve-mrpc", "budget-curve-sst2")
+# Flexible BERT at the CPU defaults, one record per flex.seed (`dvc exp run -S flex.enabled=true -S flex.seed=N`).
+FLEX_SEED_RUNS = {
+    "MRPC": ("flex-mrpc-cpu-default", "flex-mrpc-cpu-default-seed43", "flex-mrpc-cpu-default-seed44"),
+    "SST-2": ("flex-sst2-cpu-default", "flex-sst2-cpu-default-seed43", "flex-sst2-cpu-default-seed44"),
+}
 STAGE_FLEX = "stage metrics: Flexible BERT"
 STAGE_RERUN = {STAGE_TOP: "dvc repro", STAGE_FLEX: "dvc exp run -S flex.enabled=true"}
 STAGE_RECORD = {STAGE_TOP: "mrpc-top50-default"}  # the record of the run the stage metrics came from
@@ -415,9 +421,19 @@ def flex_summary_row(run: Run) -> list[str]:
         f"{best['report_score']:.4f} ({points(flex['best_tradeoff_delta_points_report'])})",
         f"{best['report_macs_ratio']:.4f}",
         f"{flex['grid_mean_dev_score_grafted']:.4f} / {flex['grid_mean_dev_score_plain']:.4f}",
+        weakest_subnet(flex),
         f"{flex['static_points_below_dynamic_front']} of {len(grid)}",
         *run.provenance("flex"),
     ]
+
+
+def weakest_subnet(flex: dict[str, Any]) -> str:
+    """The weakest static subnet against always answering the commonest training label (has it learned?)."""
+    majority = flex.get("majority_class")
+    if majority is None:
+        return NOT_RECORDED
+    margin = flex[f"grid_min_margin_over_majority_points_{flex['main_supernet']}"]
+    return f"{points(margin)} (majority class: {majority['dev']:.4f})"
 
 
 def flex_grid_rows(run: Run) -> list[list[str]]:
@@ -477,6 +493,7 @@ FLEX_HEADER = [
     "its score, report half (vs teacher)",
     "its MACs ratio",
     "grid mean, grafted / plain",
+    "weakest subnet vs majority class",
     "static subnets below the dynamic front",
     *PROVENANCE,
 ]
@@ -543,7 +560,7 @@ def flex_sections(runs: list[Run]) -> list[str]:
         "Dev score of each static subnet, with grafting (without):\n\n"
         + table(grid_header, (row for run in runs for row in flex_grid_rows(run))),
     ]
-    for run in runs:
+    for run in (run for run in runs if "flex_benchmark" in run.data):
         caption = latency_caption(run.data["flex_benchmark"])
         title = f"### Flexible BERT latency ({run.source('flex_benchmark')})"
         parts.append(f"{title}\n\n{caption}\n\n" + latency_table(run, "flex_benchmark"))
@@ -614,8 +631,19 @@ TASKS = (
     ),
     Task(
         "MRPC, Flexible BERT",
-        flex=(STAGE_FLEX, "flex-mrpc-cpu-default"),
+        flex=(STAGE_FLEX, *FLEX_SEED_RUNS["MRPC"]),
         plots=((STAGE_FLEX, "artifacts/metrics/flex.png", "Flexible BERT on MRPC"),),
+    ),
+    Task(
+        "SST-2, Flexible BERT",
+        flex=FLEX_SEED_RUNS["SST-2"],
+        plots=(
+            (
+                FLEX_SEED_RUNS["SST-2"][0],
+                f"artifacts/metrics/experiments/{FLEX_SEED_RUNS['SST-2'][0]}.png",
+                "Flexible BERT on SST-2",
+            ),
+        ),
     ),
     Task(
         "SST-2",
@@ -872,6 +900,33 @@ def compile_wrapper_key(runs: dict[str, Run]) -> str:
     return "speed-up of the C++ wrapper over the Python one, INT8 compiled: " + ", ".join(ratios)
 
 
+def mean_std(values: list[float], digits: int = 2, signed: bool = True) -> str:
+    """``mean ± sample std`` of a study's per-seed values; differences carry their sign."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):{'+' if signed else ''}.{digits}f} ± {spread:.{digits}f}"
+
+
+def flex_seeds_key(names: tuple[str, ...]) -> Callable[[dict[str, Run]], str]:
+    """Over seeds: grafting's effect on the grid mean, the best dynamic trade-off, and the static subnets the
+    dynamic front does not beat."""
+
+    def key(runs: dict[str, Run]) -> str:
+        flexes = [runs[name].data["flex"] for name in names]
+        gains = [100 * (flex["grid_mean_dev_score_grafted"] - flex["grid_mean_dev_score_plain"]) for flex in flexes]
+        subnets = len(flexes[0]["grids"]["grafted"])
+        best = [flex["best_tradeoff"] for flex in flexes]
+        above = [subnets - flex["static_points_below_dynamic_front"] for flex in flexes]
+        return (
+            f"over {len(flexes)} seeds, grafting moves the mean dev score of the {subnets} static subnets by "
+            f"{mean_std(gains)} points (per seed {', '.join(f'{gain:+.2f}' for gain in gains)}); the best dynamic "
+            f"trade-off is {mean_std([flex['best_tradeoff_delta_points_report'] for flex in flexes])} points from "
+            f"the teacher at MACs {mean_std([point['report_macs_ratio'] for point in best], 3, signed=False)}; static subnets not "
+            f"below the dynamic front: {', '.join(map(str, above))} of {subnets}"
+        )
+
+    return key
+
+
 CACHE_RUNS = ("teacher-cache-cost-mrpc-128", "teacher-cache-cost-20news-512")
 
 
@@ -934,6 +989,14 @@ STUDIES = (
             lambda runs, name=name: budget_curve_figures(runs[name].data),
         )
         for name in BUDGET_RUNS
+    ),
+    *(
+        Study(
+            names,
+            f"Flexible BERT on {task} at the CPU defaults, grafting on and off (`flex.compare_grafting`):",
+            flex_seeds_key(names),
+        )
+        for task, names in FLEX_SEED_RUNS.items()
     ),
     Study(
         ("compile-wrapper",),

@@ -97,3 +97,23 @@ def test_check_fails_on_a_stale_report_and_an_unplaced_record_is_still_listed(tm
         and "[tiny.json](../artifacts/metrics/experiments/tiny.json): a synthetic run" in report
     )
     main(["--check"])
+
+
+def test_flex_seeds_give_grafting_and_the_dynamic_front_as_mean_and_std():
+    def flex_run(name: str, grafted: float, plain: float, delta: float, below: int) -> results_report.Run:
+        flex = {
+            "grid_mean_dev_score_grafted": grafted,
+            "grid_mean_dev_score_plain": plain,
+            "grids": {"grafted": [{}] * 12},
+            "best_tradeoff": {"report_macs_ratio": 0.4},
+            "best_tradeoff_delta_points_report": delta,
+            "static_points_below_dynamic_front": below,
+        }
+        return results_report.Run(name, {"flex": flex}, name, "", "")
+
+    runs = {"a": flex_run("a", 0.85, 0.84, -1.0, 12), "b": flex_run("b", 0.84, 0.84, -3.0, 10)}
+    assert results_report.flex_seeds_key(("a", "b"))(runs) == (
+        "over 2 seeds, grafting moves the mean dev score of the 12 static subnets by +0.50 ± 0.71 points "
+        "(per seed +1.00, +0.00); the best dynamic trade-off is -2.00 ± 1.41 points from the teacher at MACs "
+        "0.400 ± 0.000; static subnets not below the dynamic front: 0, 2 of 12"
+    )
