@@ -914,13 +914,13 @@ def flex_seeds_key(names: tuple[str, ...]) -> Callable[[dict[str, Run]], str]:
         flexes = [runs[name].data["flex"] for name in names]
         gains = [100 * (flex["grid_mean_dev_score_grafted"] - flex["grid_mean_dev_score_plain"]) for flex in flexes]
         subnets = len(flexes[0]["grids"]["grafted"])
-        best = [flex["best_tradeoff"] for flex in flexes]
+        best_macs = mean_std([flex["best_tradeoff"]["report_macs_ratio"] for flex in flexes], 3, signed=False)
         above = [subnets - flex["static_points_below_dynamic_front"] for flex in flexes]
         return (
             f"over {len(flexes)} seeds, grafting moves the mean dev score of the {subnets} static subnets by "
             f"{mean_std(gains)} points (per seed {', '.join(f'{gain:+.2f}' for gain in gains)}); the best dynamic "
             f"trade-off is {mean_std([flex['best_tradeoff_delta_points_report'] for flex in flexes])} points from "
-            f"the teacher at MACs {mean_std([point['report_macs_ratio'] for point in best], 3, signed=False)}; static subnets not "
+            f"the teacher at MACs {best_macs}; static subnets not "
             f"below the dynamic front: {', '.join(map(str, above))} of {subnets}"
         )
 
