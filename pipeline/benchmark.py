@@ -40,7 +40,7 @@ from pipeline import (
 )
 from top.atomic import atomic_directory, atomic_file, write_json
 from top.backbone import check_task_head, load_float32, load_tokenizer
-from top.bench import SPEEDUP_KEYS, Timing, Variant, machine_info, nested_latency, run_benchmark
+from top.bench import Timing, Variant, machine_info, nested_latency, run_benchmark, speedup_summary
 from top.data.prepare import load_prepared
 from top.data.tasks import TaskSpec
 from top.evaluate import agreement_record
@@ -164,7 +164,16 @@ def benchmark_models(
         "peers": peers["record"],
         "top_ort": top_ort["record"],
         "latency": nested_latency(rows),
-        "summary": _summary(rows, measured["prune"]),
+        "summary": speedup_summary(
+            rows,
+            {
+                "top": {
+                    "dynamic": measured["prune"]["macs_ratio_real_lengths"],
+                    "padded": measured["prune"]["macs_ratio_padded_max_length"],
+                }
+            },
+            HF_RUNTIME,
+        ),
     }
     write_json(output_json, result)
     _write_padded_latency(latency_csv, rows)
@@ -240,39 +249,6 @@ def _load_int8(model_dir: Path, runtime: str) -> Any:
     if runtime == "compiled":
         model.compile_blocks()
     return model
-
-
-def _summary(rows: list[dict[str, Any]], prune: dict[str, Any]) -> dict[str, Any]:
-    """ToP's speed-ups next to its MACs reductions (the acceptance figures), at the largest batch and at batch 1,
-    with the dense variant (of any precision and runtime) that was fastest there, against the Hugging Face model
-    in eager FP32, and against dense FP32 in the ToP row's own runtime."""
-    largest = max(row["batch_size"] for row in rows)
-    summary: dict[str, Any] = {}
-    for kind, ratio in (
-        ("dynamic", prune["macs_ratio_real_lengths"]),
-        ("padded", prune["macs_ratio_padded_max_length"]),
-    ):
-        for size in sorted({1, largest}):
-            case = [row for row in rows if row["inputs"] == kind and row["batch_size"] == size]
-            dense = [row for row in case if row["family"] == "dense"]
-            fastest = min(dense, key=lambda row: row["median_ms"])["model"] if dense else None
-            same_runtime = {row["runtime"]: row["median_ms"] for row in dense if row["precision"] == "fp32"}
-            for row in case:
-                if row["family"] == "top":
-                    speedup = row["speedup_vs_best_dense_fp32"]
-                    entry = summary[f"{row['model']}/{kind}/batch_{size}"] = {
-                        **{key: row[key] for key in SPEEDUP_KEYS},
-                        "fastest_dense": fastest,
-                        "macs_reduction": round(1 / ratio, 3),
-                        "speedup_over_macs_reduction": round(speedup * ratio, 3),
-                    }
-                    if HF_RUNTIME in same_runtime:
-                        entry["speedup_vs_hugging_face_fp32"] = round(same_runtime[HF_RUNTIME] / row["median_ms"], 3)
-                    if row["runtime"] in same_runtime:  # how much of the MACs cut one runtime turns into time
-                        own = same_runtime[row["runtime"]] / row["median_ms"]
-                        entry["speedup_vs_dense_fp32_same_runtime"] = round(own, 3)
-                        entry["same_runtime_speedup_over_macs_reduction"] = round(own * ratio, 3)
-    return summary
 
 
 def _write_padded_latency(path: Path, rows: list[dict[str, Any]]) -> None:

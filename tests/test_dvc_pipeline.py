@@ -82,8 +82,12 @@ def test_dvc_repro_whole_pipeline_on_a_tiny_model(params_dict, tiny_bert_dir, tm
     assert {"grids", "dynamic_front", "best_tradeoff", "teacher"} <= set(flex)
     assert (project / "artifacts/metrics/flex.png").stat().st_size > 0
     flex_latency = json.loads((project / "artifacts/metrics/flex_benchmark.json").read_text())["latency"]
-    assert set(flex_latency) == {"dense-fp32-eager", "flex-dynamic-fp32-eager", "flex-static-fp32-eager"}
+    dense_fp32 = {"dense-fp32-eager", "dense-fp32-ort", "dense-fp32-openvino"}
+    assert set(flex_latency) == dense_fp32 | {"flex-dynamic-fp32-eager", "flex-static-fp32-eager"}
     assert flex_latency["flex-dynamic-fp32-eager"]["dynamic"]["batch_4"]["speedup_vs_best_dense_fp32"] > 0
+    flex_summary = json.loads((project / "artifacts/metrics/flex_benchmark.json").read_text())["summary"]
+    at_batch_1 = flex_summary["flex-dynamic-fp32-eager/dynamic/batch_1"]
+    assert at_batch_1["fastest_dense"] in dense_fp32 and at_batch_1["speedup_vs_dense_fp32_same_runtime"] > 0
     second = run(["dvc", "repro"], project, env)
     assert second.returncode == 0 and "Running stage" not in second.stdout, second.stdout
     summary = run([sys.executable, "-m", "studies.summary"], project, env)

@@ -210,6 +210,43 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
             row[high] = round(max(per_round), 3)
 
 
+def speedup_summary(
+    rows: list[dict[str, Any]], macs_ratios: dict[str, dict[str, float]], hugging_face_runtime: str | None = None
+) -> dict[str, Any]:
+    """The compressed models' speed-ups next to their MACs reductions (the acceptance figures), at batch 1 and at
+    the largest batch, keyed ``<model>/<inputs>/batch_<n>``.
+
+    ``macs_ratios`` maps each compressed family to its MACs ratio per input kind; rows of other families or kinds
+    are left out. Each entry names the dense variant (any precision and runtime) that was fastest there, and
+    gives the speed-up against dense FP32 in the row's own runtime (how much of the MACs cut one runtime turns into
+    time) and, where the rows hold one, against the Hugging Face model (``hugging_face_runtime``).
+    """
+    largest = max(row["batch_size"] for row in rows)
+    summary: dict[str, Any] = {}
+    for kind, size in itertools.product(INPUT_KINDS, sorted({1, largest})):
+        case = [row for row in rows if row["inputs"] == kind and row["batch_size"] == size]
+        dense = [row for row in case if row["family"] == "dense"]
+        fastest = min(dense, key=lambda row: row["median_ms"])["model"] if dense else None
+        same_runtime = {row["runtime"]: row["median_ms"] for row in dense if row["precision"] == "fp32"}
+        for row in case:
+            ratio = macs_ratios.get(row["family"], {}).get(kind)
+            if ratio is None:
+                continue
+            entry = summary[f"{row['model']}/{kind}/batch_{size}"] = {
+                **{key: row[key] for key in SPEEDUP_KEYS},
+                "fastest_dense": fastest,
+                "macs_reduction": round(1 / ratio, 3),
+                "speedup_over_macs_reduction": round(row["speedup_vs_best_dense_fp32"] * ratio, 3),
+            }
+            if hugging_face_runtime in same_runtime:
+                entry["speedup_vs_hugging_face_fp32"] = round(same_runtime[hugging_face_runtime] / row["median_ms"], 3)
+            if row["runtime"] in same_runtime:
+                own = same_runtime[row["runtime"]] / row["median_ms"]
+                entry["speedup_vs_dense_fp32_same_runtime"] = round(own, 3)
+                entry["same_runtime_speedup_over_macs_reduction"] = round(own * ratio, 3)
+    return summary
+
+
 def machine_info(threads: int) -> dict[str, Any]:
     """What the numbers were measured on: CPU, cores, the ISA flags that matter for INT8/BF16, versions."""
     model, flags = cpu_model_and_flags()
