@@ -564,7 +564,24 @@ def flex_sections(runs: list[Run]) -> list[str]:
         caption = latency_caption(run.data["flex_benchmark"])
         title = f"### Flexible BERT latency ({run.source('flex_benchmark')})"
         parts.append(f"{title}\n\n{caption}\n\n" + latency_table(run, "flex_benchmark"))
+        if summary := run.data["flex_benchmark"].get("summary"):
+            parts.append(flex_speedups(summary))
     return parts
+
+
+def flex_speedups(summary: dict[str, Any]) -> str:
+    """Each flexible model's speed-up over the teacher in the same runtime, and the share of its MACs reduction
+    that this speed-up is (real lengths)."""
+    lines = []
+    for key, entry in summary.items():
+        model, _, batch = key.split("/")
+        lines.append(
+            f"- {model}, batch {batch.removeprefix('batch_')}: {entry['speedup_vs_dense_fp32_same_runtime']:.2f}x "
+            f"over the teacher in the same runtime, {entry['same_runtime_speedup_over_macs_reduction']:.2f} of its "
+            f"{entry['macs_reduction']:.2f}x MACs reduction; {entry['speedup_vs_fastest_dense']:.2f}x over the "
+            f"fastest dense variant ({entry['fastest_dense']})"
+        )
+    return "Speed-ups on real lengths:\n\n" + "\n".join(lines)
 
 
 def studies_section(runs: dict[str, Run]) -> str:

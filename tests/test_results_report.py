@@ -117,3 +117,17 @@ def test_flex_seeds_give_grafting_and_the_dynamic_front_as_mean_and_std():
         "(per seed +1.00, +0.00); the best dynamic trade-off is -2.00 ± 1.41 points from the teacher at MACs "
         "0.400 ± 0.000; static subnets not below the dynamic front: 0, 2 of 12"
     )
+
+
+def test_flex_speedups_read_the_same_runtime_speedup_against_the_macs_cut():
+    entry = {
+        "speedup_vs_dense_fp32_same_runtime": 1.6,
+        "same_runtime_speedup_over_macs_reduction": 0.6,
+        "macs_reduction": 2.667,
+        "speedup_vs_fastest_dense": 1.3,
+        "fastest_dense": "dense-fp32-ort",
+    }
+    assert results_report.flex_speedups({"flex-dynamic-fp32-eager/dynamic/batch_1": entry}) == (
+        "Speed-ups on real lengths:\n\n- flex-dynamic-fp32-eager, batch 1: 1.60x over the teacher in the same "
+        "runtime, 0.60 of its 2.67x MACs reduction; 1.30x over the fastest dense variant (dense-fp32-ort)"
+    )
