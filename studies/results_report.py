@@ -1011,8 +1011,9 @@ STUDIES = (
     *(
         Study(
             names,
-            f"Layer-wise grafting stays on (`flex.grafting`, the method's), measured on {task} at the CPU "
-            "defaults against the same training without it (`flex.compare_grafting`):",
+            f"Layer-wise grafting stays on (`flex.grafting`, the method's): on {task} at the CPU defaults its "
+            "effect, paired by seed against the same training without it (`flex.compare_grafting`), is small next "
+            "to one run's spread:",
             flex_seeds_key(names),
         )
         for task, names in FLEX_SEED_RUNS.items()
