@@ -10,13 +10,12 @@ teacher in its own runtime (eager) against its MACs reduction.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from pipeline import FLEX_DIR, PREPARED_DIR, TEACHER_DIR, metrics_path, read_stage_metrics, run_stage
+from pipeline import CHECKPOINT_ROOT, FLEX_DIR, PREPARED_DIR, TEACHER_DIR, metrics_path, read_stage_metrics, run_stage
 from top.atomic import write_json
 from top.backbone import check_bert_dir, load_float32, load_tokenizer
 from top.bench import Timing, Variant, machine_info, nested_latency, run_benchmark, speedup_summary
@@ -42,7 +41,9 @@ def benchmark_flex(
     params: BenchmarkParams,
     flex_params: FlexParams,
     output_json: Path,
+    peer_dir: Path,
 ) -> dict[str, Any]:
+    """Time the variants and write ``output_json``; the peers' ONNX files go to ``peer_dir``, rebuilt each run."""
     torch.set_num_threads(params.threads)
     check_bert_dir(teacher_dir)
     check_bert_dir(flex_dir)
@@ -71,13 +72,12 @@ def benchmark_flex(
     dev_split = DevSplit.build(splits["eval"], flex_params.select_share, flex_params.seed)
     report_half = splits["eval"].select(dev_split.report)
     peer_scores = {}
-    with tempfile.TemporaryDirectory() as work:
-        fp32_peers = [name for name in params.peers if peer_parts(name)[0] == "fp32"]
-        for name, peer in build_peers(fp32_peers, teacher_dir, work, params.threads, list).items():
-            variant = Variant("dense", *peer_parts(name), lambda batch, m=peer: m(**batch))
-            variants.append(variant)
-            metrics, _ = evaluate_peer(peer, spec, report_half, tokenizer, flex_params.eval_batch_size)
-            peer_scores[variant.name] = round(metrics[spec.primary_metric], 4)
+    fp32_peers = [name for name in params.peers if peer_parts(name)[0] == "fp32"]
+    for name, peer in build_peers(fp32_peers, teacher_dir, peer_dir, params.threads, list).items():
+        variant = Variant("dense", *peer_parts(name), lambda batch, m=peer: m(**batch))
+        variants.append(variant)
+        metrics, _ = evaluate_peer(peer, spec, report_half, tokenizer, flex_params.eval_batch_size)
+        peer_scores[variant.name] = round(metrics[spec.primary_metric], 4)
     variants += [
         Variant("flex-dynamic", "fp32", "eager", route),
         Variant(
@@ -118,7 +118,11 @@ def main(params: Params) -> None:
         write_json(metrics_path("flex_benchmark"), flex)
         return
     output = metrics_path("flex_benchmark")
-    benchmark_flex(PREPARED_DIR, Path(TEACHER_DIR), Path(FLEX_DIR), flex, params.benchmark, params.flex, output)
+    peer_dir = Path(CHECKPOINT_ROOT) / "flex-peers"
+    peer_dir.mkdir(parents=True, exist_ok=True)
+    benchmark_flex(
+        PREPARED_DIR, Path(TEACHER_DIR), Path(FLEX_DIR), flex, params.benchmark, params.flex, output, peer_dir
+    )
 
 
 if __name__ == "__main__":
