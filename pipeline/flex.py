@@ -97,7 +97,7 @@ def flex_teacher(
         {"flex": params.model_dump(exclude={"enabled"}), "data": meta, "teacher": directory_digest(teacher_dir)}
     )
     checkpoints = Path(checkpoint_root)
-    optimization = Optimization(params.batch_size, params.seed, params.save_steps)
+    optimization = Optimization(params.batch_size, params.seed, params.save_steps, params.precision)
 
     base = load_float32(FlexibleBertForSequenceClassification, teacher_dir).to(device)
     base.config.flex_prefix_pooling = params.prefix_pooling  # before any off-ramp copies it
@@ -221,7 +221,7 @@ def flex_teacher(
         time.perf_counter() - started,
     )
     # Where the supernet phases trained, and in what compute dtype (the small gates train on the CPU).
-    metrics |= {"device": device.type, "dtype": dtype_name(training_dtype(device))}
+    metrics |= {"device": device.type, "dtype": dtype_name(training_dtype(device, params.precision))}
     return metrics, points
 
 

@@ -60,7 +60,9 @@ def measure(
     names = output_names(spec, prune.state_distill_weight > 0)
 
     started = time.perf_counter()
-    cached = compute_teacher_outputs(teacher, draw, tokenizer, spec, names, prune.eval_batch_size, device)
+    cached = compute_teacher_outputs(
+        teacher, draw, tokenizer, spec, names, prune.eval_batch_size, device, prune.precision
+    )
     cache_seconds = time.perf_counter() - started
 
     masks = PruningMasks(len(prune.prune_layers), prune.bins, gates_forced_on=prune.gates == "forced_on")

@@ -68,7 +68,15 @@ def test_a_shallow_prefix_learns_only_through_the_mean_of_its_tokens(pooling, tm
     defaults = FlexParams()
     stage = SupernetStage("depth", [1.0], [6, 3], 1, defaults.depth_learning_rate, 1.0, None, 1)
     train_supernet(
-        student, frozen_copy(teacher), train, train, tokenizer, stage, Optimization(16, 0, 1000), False, tmp_path / "c"
+        student,
+        frozen_copy(teacher),
+        train,
+        train,
+        tokenizer,
+        stage,
+        Optimization(16, 0, 1000, "auto"),
+        False,
+        tmp_path / "c",
     )
     full, shallow = predictions(student, dev, tokenizer, 6), predictions(student, dev, tokenizer, 3)
     assert (full == labels).float().mean() > 0.95

@@ -107,7 +107,7 @@ def test_the_finetuning_stage_fits_every_subnet_to_the_labels_without_a_teacher(
 
     before = {(width, depth): loss(width, depth) for width in stage.widths for depth in stage.depths}
     summary = train_supernet(
-        model, NoTeacher(), train, train, tokenizer, stage, Optimization(16, 0, 1000), False, tmp_path / "ft.pt"
+        model, NoTeacher(), train, train, tokenizer, stage, Optimization(16, 0, 1000, "auto"), False, tmp_path / "ft.pt"
     )
     assert summary["steps"] == 12 * math.ceil(len(train) / 16) and summary["grafts"] == 0
     for (width, depth), value in before.items():

@@ -13,28 +13,41 @@ from top.backbone import check_bert_dir, load_float32
 from top.data.batches import batch_loader
 from top.device import autocast_for, dtype_name, resolve_device, training_dtype
 from top.errors import ParamsError
-from top.pruning import teacher_cache
+from top.params import TeacherParams
 from top.pruning import train as train_module
 from top.pruning.l0 import LagrangianConstraint, PruningMasks
 from top.pruning.macs import EncoderDims
 from top.pruning.model import pruning_model_class
 from top.pruning.train import load_models, load_with_schedule
+from top.teacher import _training_arguments
 from top.transfer import main as transfer_main
 from top.transfer import save_for_transfer
 
 from .conftest import REPO_ROOT
 
 
-def test_the_cpu_gets_no_autocast_and_cuda_gets_bf16():
-    assert isinstance(autocast_for("cpu"), contextlib.nullcontext)
-    assert isinstance(autocast_for(torch.device("cpu")), contextlib.nullcontext)
+def test_auto_precision_is_float32_on_the_cpu_and_bf16_on_cuda():
+    assert isinstance(autocast_for("cpu", "auto"), contextlib.nullcontext)
+    assert isinstance(autocast_for(torch.device("cpu"), "auto"), contextlib.nullcontext)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # without CUDA torch warns that it would disable the (unused) context
         for device in ("cuda", torch.device("cuda:0")):
-            chosen = autocast_for(device)
+            chosen = autocast_for(device, "auto")
             assert isinstance(chosen, torch.autocast)
             assert chosen.device == "cuda" and chosen.fast_dtype == torch.bfloat16
-    assert [dtype_name(training_dtype(device)) for device in ("cpu", "cuda")] == ["float32", "bfloat16"]
+    assert [dtype_name(training_dtype(device, "auto")) for device in ("cpu", "cuda")] == ["float32", "bfloat16"]
+
+
+def test_an_explicit_precision_holds_on_either_device():
+    chosen = autocast_for("cpu", "bfloat16")
+    assert isinstance(chosen, torch.autocast) and chosen.device == "cpu" and chosen.fast_dtype == torch.bfloat16
+    assert isinstance(autocast_for("cuda", "float32"), contextlib.nullcontext)
+    assert [dtype_name(training_dtype(device, "float32")) for device in ("cpu", "cuda")] == ["float32"] * 2
+
+
+def test_the_teacher_trainer_gets_autocast_from_the_precision(tmp_path):
+    assert not _training_arguments(TeacherParams(), tmp_path, "cpu").bf16
+    assert _training_arguments(TeacherParams(precision="bfloat16"), tmp_path, "cpu").bf16
 
 
 def test_cuda_asked_without_cuda_is_one_line_error(monkeypatch):
@@ -59,14 +72,11 @@ def test_the_library_imports_no_optional_extra_at_module_level():
 
 
 @pytest.mark.parametrize("phase", ["search", "finetune"])
-def test_a_training_step_runs_under_bf16_autocast(toy_top, monkeypatch, phase):
-    """The dtype mixing a CUDA step sees (bf16 matmuls, float32 norms, masks and losses), reproduced with the CPU's
-    bf16 autocast: every loss comes out float32 and finite, and the gradients reach the weights."""
+def test_a_training_step_runs_under_bf16_autocast(toy_top, phase):
+    """The dtype mixing of a bfloat16 step (bf16 matmuls, float32 norms, masks and losses), on the CPU's autocast as
+    a CUDA step sees it on the GPU's: every loss comes out float32 and finite, and the gradients reach the weights."""
     params, spec, splits, tokenizer, tmp_path = toy_top
-    cpu_bf16 = lambda device: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
-    monkeypatch.setattr(train_module, "autocast_for", cpu_bf16)
-    monkeypatch.setattr(teacher_cache, "autocast_for", cpu_bf16)
-    prune = params.prune.model_copy(update={"state_distill_weight": 0.5})
+    prune = params.prune.model_copy(update={"state_distill_weight": 0.5, "precision": "bfloat16"})
     teacher, student = load_models(tmp_path / "teacher", prune)
     batch = next(iter(batch_loader(splits["train"], tokenizer, prune.batch_size, shuffle=True, seed=0)))
     student.train()

@@ -60,7 +60,7 @@ def test_cached_outputs_give_the_losses_of_the_live_teacher(toy_top, state_weigh
     prune = params.prune.model_copy(update={"state_distill_weight": state_weight})
     teacher, student = load_models(tmp_path / "teacher", prune)
     names = output_names(spec, state_weight > 0)
-    cached = compute_teacher_outputs(teacher, splits["train"], tokenizer, spec, names, 16, torch.device("cpu"))
+    cached = compute_teacher_outputs(teacher, splits["train"], tokenizer, spec, names, 16, torch.device("cpu"), "auto")
     assert set(cached.per_example) == {"logits"} | ({"head_states"} if state_weight else set())
     assert_same_losses(teacher, student, cached, first_batch(splits, tokenizer, prune), spec, prune)
 
@@ -90,7 +90,7 @@ def test_qa_outputs_are_kept_per_token_and_give_the_live_losses(toy_top, tiny_be
     teacher, student = load_models(tmp_path / "qa", prune)
     tokenizer = load_tokenizer(str(tiny_bert_dir))
     names = output_names(spec, True)
-    cached = compute_teacher_outputs(teacher, split, tokenizer, spec, names, 4, torch.device("cpu"))
+    cached = compute_teacher_outputs(teacher, split, tokenizer, spec, names, 4, torch.device("cpu"), "auto")
     assert not cached.per_example and set(cached.per_token) == set(names)
     assert len(cached.per_token["start_logits"]) == sum(len(row["input_ids"]) for row in rows)
     batch = next(iter(batch_loader(with_example_index(split), tokenizer, 5, shuffle=True, seed=2)))
@@ -170,9 +170,11 @@ def test_a_file_for_another_split_is_computed_again(toy_top):
     cpu = torch.device("cpu")
     path = store.path(splits["train"], 24, names, torch.float32)
     smaller = splits["train"].select(range(10))
-    _, first = cached_teacher_outputs(teacher, smaller, tokenizer, spec, names, 8, 24, cpu, store)
+    _, first = cached_teacher_outputs(teacher, smaller, tokenizer, spec, names, 8, 24, cpu, "auto", store)
     store.path(smaller, 24, names, torch.float32).rename(path)  # a file under the wrong key
-    outputs, second = cached_teacher_outputs(teacher, splits["train"], tokenizer, spec, names, 8, 24, cpu, store)
+    outputs, second = cached_teacher_outputs(
+        teacher, splits["train"], tokenizer, spec, names, 8, 24, cpu, "auto", store
+    )
     assert first["source"] == second["source"] == "computed" and outputs.examples == len(splits["train"])
 
 

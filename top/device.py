@@ -1,7 +1,8 @@
 """Where a stage runs and in what precision: one rule for every stage, so 'auto' means the same thing everywhere.
 
-On CUDA the training stages compute in bfloat16 under autocast (float32 master weights, so the saved model is
-float32); on the CPU they compute in float32, where autocast would only add casts.
+A training stage's ``precision`` picks the dtype its forwards compute in, under autocast (float32 master weights,
+so the saved model is float32). ``auto`` is bfloat16 on CUDA and float32 on the CPU. ``bfloat16`` on the CPU pays
+where the cores multiply bfloat16 natively (AMX, AVX512-BF16): ``python -m studies.cpu_bf16_cost`` measures it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import torch
 
 from top.errors import ParamsError
+from top.params import Precision
 
 
 def resolve_device(requested: str, key: str) -> str:
@@ -22,9 +24,12 @@ def resolve_device(requested: str, key: str) -> str:
     return requested
 
 
-def training_dtype(device: str | torch.device) -> torch.dtype:
-    """The dtype a training stage computes in on ``device``: bfloat16 on CUDA, float32 elsewhere."""
-    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+def training_dtype(device: str | torch.device, precision: Precision) -> torch.dtype:
+    """The dtype a training stage computes in on ``device``: ``precision``, where 'auto' is bfloat16 on CUDA and
+    float32 elsewhere."""
+    if precision == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    return getattr(torch, precision)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -32,10 +37,9 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def autocast_for(device: str | torch.device) -> contextlib.AbstractContextManager:
-    """The context a training forward runs in: bfloat16 autocast on CUDA, no autocast (a null context) elsewhere."""
-    device_type = torch.device(device).type
-    dtype = training_dtype(device)
+def autocast_for(device: str | torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+    """The context a training forward runs in: autocast to the training dtype, or a null context for float32."""
+    dtype = training_dtype(device, precision)
     if dtype == torch.float32:
         return contextlib.nullcontext()
-    return torch.autocast(device_type, dtype=dtype)
+    return torch.autocast(torch.device(device).type, dtype=dtype)

@@ -48,6 +48,8 @@ Float = Annotated[float, BeforeValidator(_number_from_string)]
 Text = Annotated[str, StringConstraints(pattern=r"\S")]
 NonEmptyList = Annotated[list[T], Field(min_length=1)]
 Device = Literal["auto", "cpu", "cuda"]
+# The dtype a training stage computes in (top.device): auto is bfloat16 on CUDA, float32 on the CPU.
+Precision = Literal["auto", "float32", "bfloat16"]
 Share = Annotated[Float, Field(gt=0, le=1)]
 
 # How INT8 calibration turns observed activations into ranges (INC act_algo values; top.quantize).
@@ -153,6 +155,7 @@ class TeacherParams(_Section):
     save_steps: int = Field(50, ge=1)
     seed: int = Field(42, ge=0)
     device: Device = "auto"
+    precision: Precision = "auto"
     threads: int | None = Field(None, ge=1)
 
 
@@ -186,6 +189,7 @@ class PruneParams(_Section):
     cache_teacher_outputs: bool = True
     seed: int = Field(42, ge=0)
     device: Device = "auto"
+    precision: Precision = "auto"
     threads: int | None = Field(None, ge=1)
 
 
@@ -276,6 +280,7 @@ class FlexParams(_Section):
     save_steps: int = Field(50, ge=1)
     seed: int = Field(42, ge=0)
     device: Device = "auto"
+    precision: Precision = "auto"
     threads: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")

@@ -1,6 +1,6 @@
 """Teacher fine-tuning with the Hugging Face ``Trainer``.
 
-Trainer gives us checkpointing, resume, evaluation, bf16 autocast on CUDA and the DVCLive callback; what this
+Trainer gives us checkpointing, resume, evaluation, autocast (``teacher.precision``) and the DVCLive callback; what this
 module adds is the part that makes a stage reproducible: seeds, a checkpoint directory keyed by everything that
 determines the run (so a rerun after a kill resumes the *same* run and never a stale one), and an atomic final
 save. DVCLive is an optional extra: without it the teacher trains the same and only the live curves are missing.
@@ -135,7 +135,7 @@ def finetune_teacher(
         "task": spec.name,
         "backbone": backbone,
         "device": device,
-        "dtype": dtype_name(training_dtype(device)),
+        "dtype": dtype_name(training_dtype(device, params.precision)),
         **evaluation["eval"],  # the primary split's metrics at top level, for `dvc metrics diff`
         "eval": evaluation,
         "train_examples": len(splits["train"]),
@@ -228,7 +228,8 @@ def _training_arguments(params: TeacherParams, checkpoint_dir: Path, device: str
         seed=params.seed,
         data_seed=params.seed,
         use_cpu=device == "cpu",
-        bf16=training_dtype(device) == torch.bfloat16,  # autocast; the weights and the saved model stay float32
+        bf16=training_dtype(device, params.precision)
+        == torch.bfloat16,  # autocast; the weights and the saved model stay float32
         dataloader_pin_memory=device == "cuda",
         report_to="none",
         optim="adamw_torch_fused",

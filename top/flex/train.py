@@ -8,7 +8,8 @@ stages' loss is soft cross-entropy against the full teacher's logits (MSE for re
 is matched to the teacher's state floor(i * L / d)), averaged over real tokens; the fine-tuning stage's loss is
 the task loss on the labels alone. In the width stage, layer-wise grafting runs every
 1/``grafts_per_epoch`` epoch except in the last epoch, after the optimizer step, with importance measured on a
-held-out slice of the training data. On CUDA the forwards run under bf16 autocast and the losses in float32.
+held-out slice of the training data.
+The forwards run under autocast to ``flex.precision`` (bf16 on CUDA by default), the losses in float32.
 
 The gates see a frozen supernet, so their inputs are computed once: the pooled state entering every layer when
 the whole model runs at each gate width, and each example's label, the smallest width whose prediction is
@@ -40,6 +41,7 @@ from top.flex.grafting import graft
 from top.flex.importance import unit_importance
 from top.flex.supernet import FlexibleBertForSequenceClassification
 from top.optim import adamw
+from top.params import Precision
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class Optimization:
     batch_size: int
     seed: int
     save_steps: int
+    precision: Precision
 
 
 def distillation_loss(
@@ -142,7 +145,7 @@ def train_supernet(
             student.train()
             inputs = model_inputs(batch, device)
             if stage.distill:
-                with torch.no_grad(), autocast_for(device):
+                with torch.no_grad(), autocast_for(device, optimization.precision):
                     target = teacher(**inputs, output_hidden_states=True)
                 teacher_logits = target.logits.float()
                 teacher_states = [state.float() for state in target.hidden_states]
@@ -152,7 +155,7 @@ def train_supernet(
             step_loss = 0.0
             for depth in stage.depths:
                 for width in stage.widths:
-                    with autocast_for(device):
+                    with autocast_for(device, optimization.precision):
                         out = student(**inputs, width=width, depth=depth, output_hidden_states=stage.distill)
                     if stage.distill:
                         loss = distillation_loss(

@@ -30,6 +30,7 @@ from top.data.batches import EXAMPLE_INDEX, MODEL_INPUTS, batch_loader, model_in
 from top.data.tasks import TaskSpec
 from top.device import autocast_for, dtype_name, training_dtype
 from top.fingerprint import dataset_digest, fingerprint
+from top.params import Precision
 from top.pruning.model import TokenPruningBertPreTrainedModel
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,11 @@ def _per_token(name: str, spec: TaskSpec) -> bool:
 
 @torch.no_grad()
 def teacher_targets(
-    teacher: TokenPruningBertPreTrainedModel, inputs: dict[str, torch.Tensor], ranking: bool
+    teacher: TokenPruningBertPreTrainedModel, inputs: dict[str, torch.Tensor], ranking: bool, precision: Precision
 ) -> TeacherTargets:
     """The teacher's outputs for a batch, computed now (dense: the teacher prunes nothing)."""
     last_layer = teacher.config.num_hidden_layers - 1
-    with autocast_for(inputs["input_ids"].device):
+    with autocast_for(inputs["input_ids"].device, precision):
         out = teacher(**inputs, mode="masked", return_scores=[last_layer] if ranking else False)
     return TeacherTargets(
         logits=getattr(out, "logits", None),
@@ -129,6 +130,7 @@ def compute_teacher_outputs(
     names: list[str],
     batch_size: int,
     device: torch.device,
+    precision: Precision,
 ) -> TeacherOutputs:
     """Run the teacher once over ``split`` (examples by length, so that batches carry little padding)."""
     teacher.eval()
@@ -140,7 +142,7 @@ def compute_teacher_outputs(
         with_example_index(split).select(order), tokenizer, batch_size, False, 0, pin_memory=device.type == "cuda"
     )
     for batch in loader:
-        targets = teacher_targets(teacher, model_inputs(batch, device), ranking="ranking_scores" in names)
+        targets = teacher_targets(teacher, model_inputs(batch, device), "ranking_scores" in names, precision)
         live = batch["attention_mask"].bool()
         real_lengths[batch[EXAMPLE_INDEX]] = live.sum(dim=1)
         for name in names:
@@ -187,11 +189,12 @@ def cached_teacher_outputs(
     batch_size: int,
     max_length: int,
     device: torch.device,
+    precision: Precision,
     store: TeacherOutputStore | None,
 ) -> tuple[TeacherOutputs, dict[str, object]]:
     """The teacher outputs of ``split``: read from ``store`` when an earlier run wrote them for the same teacher,
     data and outputs, else computed (and written there, when a store is given). Also returns what was done."""
-    path = None if store is None else store.path(split, max_length, names, training_dtype(device))
+    path = None if store is None else store.path(split, max_length, names, training_dtype(device, precision))
     if path is not None and path.is_file():
         outputs = TeacherOutputs.from_payload(torch.load(path, map_location="cpu", weights_only=True))
         if outputs.examples == len(split) and set(outputs.per_example) | set(outputs.per_token) == set(names):
@@ -199,7 +202,7 @@ def cached_teacher_outputs(
             return outputs, {"source": "read", "file": path.name, "seconds": 0.0}
         log.warning("%s does not hold this split's teacher outputs; computing them again", path)
     started = time.perf_counter()
-    outputs = compute_teacher_outputs(teacher, split, tokenizer, spec, names, batch_size, device)
+    outputs = compute_teacher_outputs(teacher, split, tokenizer, spec, names, batch_size, device, precision)
     seconds = time.perf_counter() - started
     log.info("teacher outputs of %d training examples computed in %.1f s", outputs.examples, seconds)
     if path is not None:

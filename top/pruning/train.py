@@ -9,7 +9,8 @@ expected MACs ratio, and the ARP2 ranking loss on the distilled layers, whose we
 the multipliers ascend. Evaluation uses the deterministic keep ratios on the physically pruned model, and a
 checkpoint can become the best one only once its measured MACs ratio meets the target (see ``selection_rank``).
 
-On CUDA the forwards run under bf16 autocast; the losses, the masks and the Lagrangian are computed in float32.
+The forwards run under autocast to ``prune.precision`` (bf16 on CUDA by default); the losses, the masks and the
+Lagrangian are computed in float32.
 
 After ``epochs`` of this search, ``finetune_epochs`` more train the best checkpoint's weights with its keep
 ratios frozen: logit distillation on the physically pruned model, the deployed forward itself. The authors
@@ -149,7 +150,16 @@ def train_token_pruning(
     if params.cache_teacher_outputs:
         names = output_names(spec, params.state_distill_weight > 0)
         cached, cache_log = cached_teacher_outputs(
-            teacher, train_split, tokenizer, spec, names, params.eval_batch_size, max_length, device, teacher_store
+            teacher,
+            train_split,
+            tokenizer,
+            spec,
+            names,
+            params.eval_batch_size,
+            max_length,
+            device,
+            params.precision,
+            teacher_store,
         )
         train_split = with_example_index(train_split)
     # Embeddings stay frozen, as in the authors' recipe.
@@ -251,7 +261,7 @@ def train_token_pruning(
             "train_seconds": time.perf_counter() - started,
             "steps": state["step"],
             "device": device.type,
-            "dtype": dtype_name(training_dtype(device)),
+            "dtype": dtype_name(training_dtype(device, params.precision)),
             "teacher_outputs": cache_log,
         },
     )
@@ -444,9 +454,9 @@ def _step_losses(
     MACs are counted on ``budget_lengths`` (lengths and unprunable counts) when given, else on the batch's."""
     inputs = model_inputs(batch)
     if targets is None:
-        targets = teacher_targets(teacher, inputs, ranking=True)
+        targets = teacher_targets(teacher, inputs, True, params.precision)
     sampled = masks.sample()
-    with autocast_for(inputs["input_ids"].device):
+    with autocast_for(inputs["input_ids"].device, params.precision):
         student_out = student(**inputs, mode="train", masks=sampled, return_scores=params.distill_layers)
     distill = _distillation(student_out, targets, batch, spec, params)
     valid = inputs["attention_mask"].bool().clone()
@@ -477,8 +487,8 @@ def _finetune_losses(
     """Fine-tuning at frozen keep ratios: the distillation loss of the physically pruned student."""
     inputs = model_inputs(batch)
     if targets is None:
-        targets = teacher_targets(teacher, inputs, ranking=False)
-    with autocast_for(inputs["input_ids"].device):
+        targets = teacher_targets(teacher, inputs, False, params.precision)
+    with autocast_for(inputs["input_ids"].device, params.precision):
         student_out = student(**inputs, mode="physical")
     distill = _distillation(student_out, targets, batch, spec, params)
     return {"total": distill, "distill": distill}
@@ -495,7 +505,7 @@ def _distillation(
     ``state_distill_weight`` times the MSE between the student's and the teacher's head inputs (the final
     [CLS] state; QA: every real position's final state). Two logits per example are a thin signal for a
     pruned model to recover from; the state the classifier reads has hidden_size numbers. ``teacher_out`` is the
-    teacher's output or its ``TeacherTargets``; both sides are taken in float32 (bf16 autocast on CUDA).
+    teacher's output or its ``TeacherTargets``; both sides are taken in float32 (the forwards under autocast).
     """
     live = batch["attention_mask"].bool()
     if spec.is_qa:
