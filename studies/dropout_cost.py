@@ -16,16 +16,22 @@ from transformers import BertForSequenceClassification
 from pipeline import run_stage
 from studies.experiment_file import interleaved_medians, write_experiment
 from top.backbone import resolve_backbone
+from top.device import autocast_for
 from top.optim import adamw
-from top.params import Params
+from top.params import Params, Precision
 
 CALLS = 6
 SHAPES = ((16, 512), (32, 128), (32, 64))  # (batch, tokens)
 
 
-def _training_step(model: BertForSequenceClassification, optimizer: torch.optim.Optimizer, batch: dict) -> float:
+def training_step(
+    model: BertForSequenceClassification, optimizer: torch.optim.Optimizer, batch: dict, precision: Precision = "auto"
+) -> float:
+    """Seconds of one training step: forward (under the CPU autocast of ``precision``), backward, AdamW update."""
     started = time.perf_counter()
-    model(**batch).loss.backward()
+    with autocast_for("cpu", precision):
+        loss = model(**batch).loss
+    loss.backward()
     optimizer.step()
     optimizer.zero_grad()
     return time.perf_counter() - started
@@ -48,7 +54,7 @@ def main(params: Params) -> None:
             "labels": torch.randint(0, 2, (batch_size,)),
         }
         steps = {
-            name: lambda model=model, optimizer=optimizer, batch=batch: _training_step(model, optimizer, batch)
+            name: lambda model=model, optimizer=optimizer, batch=batch: training_step(model, optimizer, batch)
             for name, (model, optimizer) in variants.items()
         }
         medians = interleaved_medians(steps, CALLS)

@@ -746,6 +746,14 @@ def dropout_key(runs: dict[str, Run]) -> str:
     )
 
 
+def bf16_key(runs: dict[str, Run]) -> str:
+    """How much faster a training step is under bfloat16 autocast on this CPU, per shape."""
+    steps = runs["cpu-bf16-cost"].data["steps"]
+    return "a training step on this CPU is faster under bfloat16 autocast by " + per_row(
+        steps, lambda step: f"{step['speedup_bfloat16']:.2f}x at {step['batch']} x {step['tokens']}"
+    )
+
+
 def optimizer_key(runs: dict[str, Run]) -> str:
     """The fused and default AdamW update times, beside the forward and backward they follow."""
     seconds = runs["optimizer-step"].data["median_seconds"]
@@ -1040,6 +1048,11 @@ STUDIES = (
         grouped_teacher_key,
     ),
     Study(("dropout-cost",), "`teacher.attention_dropout` exists, off for long inputs:", dropout_key),
+    Study(
+        ("cpu-bf16-cost",),
+        "The training stages take `precision: bfloat16` on a CPU with native bfloat16 (AMX, AVX512-BF16):",
+        bf16_key,
+    ),
     Study(("optimizer-step",), "AdamW is fused (`top.optim.adamw`):", optimizer_key),
     Study(
         ("top-step-cost",),
