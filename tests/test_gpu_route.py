@@ -13,13 +13,11 @@ from top.backbone import check_bert_dir, load_float32
 from top.data.batches import batch_loader
 from top.device import autocast_for, dtype_name, resolve_device, training_dtype
 from top.errors import ParamsError
-from top.params import TeacherParams
 from top.pruning import train as train_module
 from top.pruning.l0 import LagrangianConstraint, PruningMasks
 from top.pruning.macs import EncoderDims
 from top.pruning.model import pruning_model_class
 from top.pruning.train import load_models, load_with_schedule
-from top.teacher import _training_arguments
 from top.transfer import main as transfer_main
 from top.transfer import save_for_transfer
 
@@ -43,11 +41,6 @@ def test_an_explicit_precision_holds_on_either_device():
     assert isinstance(chosen, torch.autocast) and chosen.device == "cpu" and chosen.fast_dtype == torch.bfloat16
     assert isinstance(autocast_for("cuda", "float32"), contextlib.nullcontext)
     assert [dtype_name(training_dtype(device, "float32")) for device in ("cpu", "cuda")] == ["float32"] * 2
-
-
-def test_the_teacher_trainer_gets_autocast_from_the_precision(tmp_path):
-    assert not _training_arguments(TeacherParams(), tmp_path, "cpu").bf16
-    assert _training_arguments(TeacherParams(precision="bfloat16"), tmp_path, "cpu").bf16
 
 
 def test_cuda_asked_without_cuda_is_one_line_error(monkeypatch):

@@ -125,25 +125,32 @@ def test_group_by_length_picks_the_trainer_sampler(params_dict, tiny_bert_dir, t
 
 
 def test_teacher_trains_without_dvclive(params_dict, tiny_bert_dir, tmp_path, monkeypatch, caplog):
-    """DVCLive is an optional extra: without it the teacher trains and saves the same, minus the live curves."""
+    """DVCLive is an optional extra: without it the teacher trains and saves the same, minus the live curves (here
+    under the CPU's bfloat16 autocast, which the metrics record)."""
     monkeypatch.setitem(sys.modules, "dvclive", None)  # `import dvclive` now raises ImportError
     toy_dataset(tmp_path)
-    params = toy_params(params_dict, tmp_path, tiny_bert_dir, epochs=1)
+    params = toy_params(params_dict, tmp_path, tiny_bert_dir, epochs=1, precision="bfloat16")
     with caplog.at_level("INFO", logger="top.teacher"):
         metrics = run_teacher(params, tmp_path / "run")
-    assert metrics["accuracy"] >= 0 and metrics["device"] == "cpu" and metrics["dtype"] == "float32"
+    assert metrics["accuracy"] >= 0 and metrics["device"] == "cpu" and metrics["dtype"] == "bfloat16"
     assert BertForSequenceClassification.from_pretrained(tmp_path / "run/teacher").config.num_labels == 2
     assert [path.name for path in (tmp_path / "run/live").iterdir()] == [teacher_module.NO_LIVE_NOTE]
     assert sum("dvclive is not installed" in record.message for record in caplog.records) == 1
 
 
-@pytest.mark.parametrize(("device", "bf16"), [("cpu", False), ("cuda", True)])
-def test_the_trainer_computes_in_bf16_on_cuda_only(params_dict, tiny_bert_dir, tmp_path, monkeypatch, device, bf16):
-    """The arguments the Trainer gets per device (captured: building real CUDA arguments needs a GPU)."""
-    params = toy_params(params_dict, tmp_path, tiny_bert_dir)
+@pytest.mark.parametrize(
+    ("device", "precision", "bf16"),
+    [("cpu", "auto", False), ("cuda", "auto", True), ("cpu", "bfloat16", True), ("cuda", "float32", False)],
+)
+def test_the_trainer_computes_in_the_precision_asked(
+    params_dict, tiny_bert_dir, tmp_path, monkeypatch, device, precision, bf16
+):
+    """The arguments the Trainer gets per device and precision (captured: building real CUDA arguments needs a
+    GPU); 'auto' is bf16 on CUDA only."""
+    params = toy_params(params_dict, tmp_path, tiny_bert_dir, precision=precision)
     monkeypatch.setattr(teacher_module, "TrainingArguments", lambda **arguments: arguments)
     arguments = teacher_module._training_arguments(params.teacher, tmp_path / "ckpt", device)
-    assert arguments["bf16"] is bf16 and arguments["dataloader_pin_memory"] is bf16
+    assert arguments["bf16"] is bf16 and arguments["dataloader_pin_memory"] is (device == "cuda")
     assert arguments["use_cpu"] is (device == "cpu")
 
 
