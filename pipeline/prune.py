@@ -29,6 +29,7 @@ from top.qa.evaluate import QAReference
 log = logging.getLogger(__name__)
 
 HISTORY_FILE = "history.tsv"
+TRAJECTORY_FILE = "trajectory.tsv"
 
 
 def prune_teacher(
@@ -67,6 +68,7 @@ def prune_teacher(
         tokenizer.save_pretrained(str(staging))
     with atomic_directory(live_dir) as staging:
         write_history(staging / HISTORY_FILE, summary["history"])
+        write_history(staging / TRAJECTORY_FILE, summary["trajectory"])
     checkpoint_file.unlink(missing_ok=True)
     agreement = {
         name: ranking_agreement(
@@ -121,7 +123,7 @@ def prune_metrics(
 
 
 def write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    """One row per evaluation: the training curves DVC plots (MACs ratio, dev metric, losses vs step)."""
+    """One row per record (an evaluation, or a trajectory point): the training curves DVC plots against the step."""
     columns = list(dict.fromkeys(key for record in history for key in record))
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, delimiter="\t")

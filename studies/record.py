@@ -25,6 +25,7 @@ from top.atomic import write_json
 from top.errors import TopError
 
 HISTORY_FILE = f"{PRUNE_LIVE_DIR}/history.tsv"
+TRAJECTORY_FILE = f"{PRUNE_LIVE_DIR}/trajectory.tsv"
 MISSING = object()
 
 
@@ -42,7 +43,8 @@ def changed_params(committed: dict[str, Any], current: dict[str, Any], prefix: s
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
-    """The ToP trajectory (one row per evaluation); numbers as floats, the phase as text, empty cells dropped."""
+    """A ToP training log (one row per evaluation or trajectory point); numbers as floats, the phase as text,
+    empty cells dropped."""
     with path.open(encoding="utf-8", newline="") as handle:
         return [
             {key: value if key == "phase" else float(value) for key, value in row.items() if value != ""}
@@ -81,6 +83,8 @@ def experiment_record(root: Path, command: str, why: str) -> dict[str, Any]:
     if (root / HISTORY_FILE).is_file() and "prune" in metrics:
         record["prune"] = {key: value for key, value in metrics["prune"].items() if key != "history"}
         record["history"] = read_history(root / HISTORY_FILE)
+        if (root / TRAJECTORY_FILE).is_file():
+            record["trajectory"] = read_history(root / TRAJECTORY_FILE)
     return record
 
 

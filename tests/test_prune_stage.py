@@ -7,7 +7,7 @@ import torch
 
 from pipeline import read_stage_metrics
 from pipeline.baselines import compare_with_baselines
-from pipeline.prune import HISTORY_FILE, prune_teacher
+from pipeline.prune import HISTORY_FILE, TRAJECTORY_FILE, prune_teacher
 from top.errors import DataError, ModelDirError
 from top.pruning.model import TokenPruningBertForSequenceClassification
 
@@ -30,6 +30,12 @@ def test_prune_then_compare(toy_top):
     assert {"step", "macs_ratio", "target", "dev_score"} <= set(header)
     search = [dict(zip(header, row, strict=True)) for row in rows if row[header.index("phase")] == "search"]
     assert metrics["search_end_macs_ratio"] == pytest.approx(float(search[-1]["macs_ratio"]), abs=1e-4)
+    header, *rows = (line.split("\t") for line in (tmp_path / "live" / TRAJECTORY_FILE).read_text().splitlines())
+    trajectory = [dict(zip(header, row, strict=True)) for row in rows]
+    assert {"expected_macs", "target", "lambda1", "lambda2", "keep_0"} <= set(header)
+    steps = [int(point["step"]) for point in trajectory]
+    assert steps == sorted(steps) and steps[-1] <= int(search[-1]["step"]), "one point per search step at most"
+    assert float(trajectory[-1]["target"]) == pytest.approx(params.prune.target_macs)
     # The toy's pruned model trained away from the random teacher: the two rank differently.
     agreement = metrics["ranking_agreement"]
     assert set(agreement) == {"teacher", "pruned"} and set(agreement["pruned"]) == {"layer_1"}

@@ -70,7 +70,9 @@ log = logging.getLogger(__name__)
 
 # Part of the checkpoint key: bump it when the saved training state changes meaning, so that a rerun never
 # resumes from a checkpoint that other code wrote.
-TRAINING_STATE_FORMAT = 5
+TRAINING_STATE_FORMAT = 6
+# Points of the search's trajectory (losses, expected MACs, multipliers, keep ratios) recorded between evaluations.
+TRAJECTORY_POINTS = 200
 
 RANK_WEIGHT_FLOOR = 0.01
 # Training-state key holding the keep ratios the fine-tuning phase trains at; absent while searching.
@@ -181,7 +183,8 @@ def train_token_pruning(
     modules = {"student": student, "masks": masks, "constraint": constraint, "schedule": schedule}
     modules |= {f"optimizer{i}": optimizer for i, optimizer in enumerate(optimizers)}
 
-    state = {"step": 0, "best": None, "cheapest": None, "history": []}
+    state = {"step": 0, "best": None, "cheapest": None, "history": [], "trajectory": []}
+    trajectory_every = max(1, search_steps // TRAJECTORY_POINTS)
     if checkpoint_file is not None and Path(checkpoint_file).is_file():
         state = restore_training_state(Path(checkpoint_file), modules)
         log.info("resuming ToP training from step %d", state["step"])
@@ -237,6 +240,8 @@ def train_token_pruning(
             masks.clamp_()
             state["step"] = step = step + 1
             progress.update(1)
+            if step <= search_steps and step % trajectory_every == 0:
+                state["trajectory"].append(_trajectory_point(step, target, losses, masks, constraint))
             if step % params.eval_steps == 0 or step in (search_steps, total_steps):
                 _evaluate_and_keep_best(
                     state, student, masks, spec, splits, tokenizer, params, max_length, target, losses, reference
@@ -258,6 +263,7 @@ def train_token_pruning(
         evaluation,
         {
             "history": state["history"],
+            "trajectory": state["trajectory"],
             "train_seconds": time.perf_counter() - started,
             "steps": state["step"],
             "device": device.type,
@@ -413,6 +419,22 @@ def _evaluate_and_keep_best(
     cheaper = state["cheapest"] is None or evaluation.macs_ratio < state["cheapest"][0]
     if state["best"] is None and not finetuning and params.finetune_epochs > 0 and cheaper:
         state["cheapest"] = (evaluation.macs_ratio, _weights(student), evaluation)
+
+
+def _trajectory_point(
+    step: int, target: float, losses: dict[str, torch.Tensor], masks: PruningMasks, constraint: LagrangianConstraint
+) -> dict[str, float]:
+    """Where the search stands after ``step``, without an evaluation: its losses, the expected MACs against the
+    moving target, the multipliers and each prune layer's expected keep ratio."""
+    keep = masks.expected_keep_ratios().detach().tolist()
+    return {
+        "step": step,
+        "target": target,
+        **{name: float(value.detach()) for name, value in losses.items()},
+        "lambda1": float(constraint.lambda1.detach()),
+        "lambda2": float(constraint.lambda2.detach()),
+        **{f"keep_{position}": ratio for position, ratio in enumerate(keep)},
+    }
 
 
 def search_end(history: list[dict[str, Any]]) -> dict[str, Any]:
