@@ -13,7 +13,7 @@ import torch
 from transformers import BertForSequenceClassification
 
 from pipeline import run_stage
-from studies.dropout_cost import SHAPES, training_step
+from studies.dropout_cost import SHAPES, random_batch, training_step
 from studies.experiment_file import interleaved_medians, write_experiment
 from top.backbone import resolve_backbone
 from top.optim import adamw
@@ -33,10 +33,7 @@ def main(params: Params) -> None:
     optimizer = adamw(model.parameters(), learning_rate=1e-5)
     rows = []
     for batch_size, tokens in SHAPES:
-        batch = {
-            "input_ids": torch.randint(1000, 5000, (batch_size, tokens)),
-            "labels": torch.randint(0, 2, (batch_size,)),
-        }
+        batch = random_batch(batch_size, tokens)
         steps = {
             precision: lambda precision=precision, batch=batch: training_step(model, optimizer, batch, precision)
             for precision in PRECISIONS

@@ -24,6 +24,11 @@ CALLS = 6
 SHAPES = ((16, 512), (32, 128), (32, 64))  # (batch, tokens)
 
 
+def random_batch(batch_size: int, tokens: int) -> dict[str, torch.Tensor]:
+    """Random token ids and binary labels of one timed shape (the step's cost does not depend on the text)."""
+    return {"input_ids": torch.randint(1000, 5000, (batch_size, tokens)), "labels": torch.randint(0, 2, (batch_size,))}
+
+
 def training_step(
     model: BertForSequenceClassification, optimizer: torch.optim.Optimizer, batch: dict, precision: Precision = "auto"
 ) -> float:
@@ -49,10 +54,7 @@ def main(params: Params) -> None:
     backbone_dropout = variants["backbone"][0].config.attention_probs_dropout_prob
     rows = []
     for batch_size, tokens in SHAPES:
-        batch = {
-            "input_ids": torch.randint(1000, 5000, (batch_size, tokens)),
-            "labels": torch.randint(0, 2, (batch_size,)),
-        }
+        batch = random_batch(batch_size, tokens)
         steps = {
             name: lambda model=model, optimizer=optimizer, batch=batch: training_step(model, optimizer, batch)
             for name, (model, optimizer) in variants.items()
