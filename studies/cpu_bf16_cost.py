@@ -1,5 +1,5 @@
 """Benchmark: what bfloat16 autocast saves a MiniLM training step on this CPU (`python -m studies.cpu_bf16_cost`);
-why the training stages take ``precision: bfloat16`` on the CPU too.
+why the training stages offer ``precision: bfloat16`` on the CPU (their CPU default stays float32).
 
 On cores that multiply bfloat16 natively (Intel AMX, AVX512-BF16) autocast runs the matrix products in bfloat16
 at up to several times the float32 rate, while norms, softmax and the losses stay float32. Times a full training

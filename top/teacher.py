@@ -210,6 +210,7 @@ def _new_model(
 
 
 def _training_arguments(params: TeacherParams, checkpoint_dir: Path, device: str) -> TrainingArguments:
+    dtype = training_dtype(device, params.precision)
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
         num_train_epochs=params.epochs,
@@ -228,8 +229,7 @@ def _training_arguments(params: TeacherParams, checkpoint_dir: Path, device: str
         seed=params.seed,
         data_seed=params.seed,
         use_cpu=device == "cpu",
-        bf16=training_dtype(device, params.precision)
-        == torch.bfloat16,  # autocast; the weights and the saved model stay float32
+        bf16=dtype == torch.bfloat16,  # autocast; the weights and the saved model stay float32
         dataloader_pin_memory=device == "cuda",
         report_to="none",
         optim="adamw_torch_fused",
