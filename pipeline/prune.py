@@ -21,7 +21,7 @@ from top.device import resolve_device
 from top.evaluate import Evaluation, evaluate
 from top.fingerprint import directory_digest, fingerprint
 from top.params import Params, PruneParams
-from top.pruning.ranking_quality import ranking_agreement
+from top.pruning.ranking_quality import agreement_sample, ranking_agreement
 from top.pruning.teacher_cache import TeacherOutputStore
 from top.pruning.train import TRAINING_STATE_FORMAT, load_models, search_end, train_token_pruning
 from top.qa.evaluate import QAReference
@@ -70,21 +70,19 @@ def prune_teacher(
         write_history(staging / HISTORY_FILE, summary["history"])
         write_history(staging / TRAJECTORY_FILE, summary["trajectory"])
     checkpoint_file.unlink(missing_ok=True)
-    agreement = {
-        name: ranking_agreement(
-            ranker,
-            teacher,
-            splits["eval"],
-            tokenizer,
-            params.eval_batch_size,
-            params.prune_layers,
-            pruned.keep_ratios,
-            params.protect_question,
-        )
-        for name, ranker in (("teacher", teacher), ("pruned", model))
-    }
+    agreement = ranking_agreement(
+        {"teacher": teacher, "pruned": model},
+        teacher,
+        splits["eval"],
+        tokenizer,
+        params.eval_batch_size,
+        params.prune_layers,
+        pruned.keep_ratios,
+        params.protect_question,
+    )
     return prune_metrics(spec.name, spec.primary_metric, params, dense, pruned, summary, resumed) | {
-        "ranking_agreement": agreement
+        "ranking_agreement": agreement,
+        "ranking_agreement_examples": len(agreement_sample(splits["eval"])),
     }
 
 

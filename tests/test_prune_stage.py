@@ -13,7 +13,7 @@ from top.pruning.model import TokenPruningBertForSequenceClassification
 
 
 def test_prune_then_compare(toy_top):
-    params, _spec, _splits, tokenizer, tmp_path = toy_top
+    params, _spec, splits, tokenizer, tmp_path = toy_top
     metrics = prune_teacher(
         tmp_path / "prepared", tmp_path / "teacher", params.prune, tmp_path / "pruned", tmp_path / "live", tmp_path
     )
@@ -41,6 +41,7 @@ def test_prune_then_compare(toy_top):
     assert set(agreement) == {"teacher", "pruned"} and set(agreement["pruned"]) == {"layer_1"}
     assert set(agreement["pruned"]["layer_1"]) == {"kendall_tau", "top_k_overlap"}
     assert agreement["pruned"] != agreement["teacher"]
+    assert metrics["ranking_agreement_examples"] == len(splits["eval"])  # a toy split is measured whole
 
     # A user's two lines: load and call it like a Hugging Face model.
     model = TokenPruningBertForSequenceClassification.from_pretrained(tmp_path / "pruned")
