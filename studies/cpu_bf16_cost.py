@@ -6,7 +6,8 @@ at up to several times the float32 rate, while norms, softmax and the losses sta
 step (forward, backward, fused AdamW update) of the backbone with a sequence-classification head in float32 and
 under bfloat16 autocast, the two alternating call by call so that a slow spell of the machine hits both, at a
 long-document shape and two short ones, with attention dropout off (as the long-document runs train). Writes
-`artifacts/metrics/experiments/cpu-bf16-cost.json`.
+`artifacts/metrics/experiments/cpu-bf16-cost.json`, or `cpu-bf16-cost-emulated.json` on a CPU without bfloat16
+matrix instructions, where autocast has to emulate them.
 """
 
 import torch
@@ -16,6 +17,7 @@ from pipeline import run_stage
 from studies.dropout_cost import SHAPES, random_batch, training_step
 from studies.experiment_file import interleaved_medians, write_experiment
 from top.backbone import resolve_backbone
+from top.cpu import has_bfloat16_matmul
 from top.optim import adamw
 from top.params import Params
 
@@ -47,9 +49,8 @@ def main(params: Params) -> None:
                 "speedup_bfloat16": round(medians["float32"] / medians["bfloat16"], 2),
             }
         )
-    write_experiment(
-        "cpu-bf16-cost", __doc__, threads, {"backbone": params.model.backbone, "calls": CALLS, "steps": rows}
-    )
+    name = "cpu-bf16-cost" if has_bfloat16_matmul() else "cpu-bf16-cost-emulated"
+    write_experiment(name, __doc__, threads, {"backbone": params.model.backbone, "calls": CALLS, "steps": rows})
 
 
 if __name__ == "__main__":

@@ -3,12 +3,14 @@ training code under bf16 autocast, optional extras, and a half-precision sharded
 
 import ast
 import contextlib
+import logging
 import warnings
 
 import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
+from top import device as device_module
 from top.backbone import check_bert_dir, load_float32
 from top.data.batches import batch_loader
 from top.device import autocast_for, dtype_name, resolve_device, training_dtype
@@ -41,6 +43,19 @@ def test_an_explicit_precision_holds_on_either_device():
     assert isinstance(chosen, torch.autocast) and chosen.device == "cpu" and chosen.fast_dtype == torch.bfloat16
     assert isinstance(autocast_for("cuda", "float32"), contextlib.nullcontext)
     assert [dtype_name(training_dtype(device, "float32")) for device in ("cpu", "cuda")] == ["float32"] * 2
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bfloat16_on_a_cpu_that_would_emulate_it_warns_once(monkeypatch, caplog, native):
+    monkeypatch.setattr(device_module, "has_bfloat16_matmul", lambda: native)
+    device_module.warn_emulated_bfloat16.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="top.device"):
+        for _ in range(3):
+            assert training_dtype("cpu", "bfloat16") == torch.bfloat16  # the user's choice stands
+        training_dtype("cuda", "bfloat16")
+    warned = [record.message for record in caplog.records if "no bfloat16 matrix instructions" in record.message]
+    assert len(warned) == (0 if native else 1)
+    device_module.warn_emulated_bfloat16.cache_clear()
 
 
 def test_cuda_asked_without_cuda_is_one_line_error(monkeypatch):

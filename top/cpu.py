@@ -1,4 +1,5 @@
-"""What the CPU can do for INT8: its model name, its ISA flags, and whether it has an INT8 dot-product instruction.
+"""What the CPU can do for INT8 and bfloat16: its model name, its ISA flags, and whether it has an INT8
+dot-product instruction and bfloat16 matrix instructions.
 
 x86 CPUs without VNNI (or AMX) multiply unsigned 8-bit activations by signed 8-bit weights with an instruction
 whose 16-bit intermediate sums saturate, so an INT8 model with full-range weights loses accuracy there. ONNX
@@ -12,6 +13,8 @@ import platform
 
 # Instructions that add u8 x s8 products in 32 bits, with no 16-bit intermediate to saturate.
 INT8_DOT_PRODUCT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+# Instructions that multiply bfloat16 matrices; without them oneDNN converts to float32 and back around each product.
+BFLOAT16_MATMUL_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 X86_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686"})
 
 
@@ -37,3 +40,10 @@ def int8_weights_saturate() -> bool:
     if platform.machine().lower() not in X86_MACHINES:
         return False
     return not cpu_model_and_flags()[1] & INT8_DOT_PRODUCT_FLAGS
+
+
+def has_bfloat16_matmul() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (not x86: assumed so, as its flags say nothing of it)."""
+    if platform.machine().lower() not in X86_MACHINES:
+        return True
+    return bool(cpu_model_and_flags()[1] & BFLOAT16_MATMUL_FLAGS)

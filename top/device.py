@@ -2,17 +2,23 @@
 
 A training stage's ``precision`` picks the dtype its forwards compute in, under autocast (float32 master weights,
 so the saved model is float32). ``auto`` is bfloat16 on CUDA and float32 on the CPU. ``bfloat16`` on the CPU pays
-where the cores multiply bfloat16 natively (AMX, AVX512-BF16): ``python -m studies.cpu_bf16_cost`` measures it.
+where the cores multiply bfloat16 natively (AMX, AVX512-BF16), and costs several times float32's step where they
+do not (emulated): ``python -m studies.cpu_bf16_cost`` measures it, and a stage warns once when asked for it there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 
 import torch
 
+from top.cpu import has_bfloat16_matmul
 from top.errors import ParamsError
 from top.params import Precision
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(requested: str, key: str) -> str:
@@ -29,7 +35,18 @@ def training_dtype(device: str | torch.device, precision: Precision) -> torch.dt
     float32 elsewhere."""
     if precision == "auto":
         return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    if precision == "bfloat16" and torch.device(device).type == "cpu" and not has_bfloat16_matmul():
+        warn_emulated_bfloat16()
     return getattr(torch, precision)
+
+
+@functools.cache
+def warn_emulated_bfloat16() -> None:
+    """Once per process: bfloat16 asked for on a CPU that would emulate it, which the user pays for in hours."""
+    log.warning(
+        "precision is bfloat16 but this CPU has no bfloat16 matrix instructions (AMX or AVX512-BF16): "
+        "autocast emulates them, several times slower than float32; use precision auto or float32 here"
+    )
 
 
 def dtype_name(dtype: torch.dtype) -> str:
