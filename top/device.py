@@ -2,8 +2,8 @@
 
 A training stage's ``precision`` picks the dtype its forwards compute in, under autocast (float32 master weights,
 so the saved model is float32). ``auto`` is bfloat16 on CUDA and float32 on the CPU. ``bfloat16`` on the CPU pays
-where the cores multiply bfloat16 natively (AMX, AVX512-BF16), and costs several times float32's step where they
-do not (emulated): ``python -m studies.cpu_bf16_cost`` measures it, and a stage warns once when asked for it there.
+where the cores multiply bfloat16 natively (AMX, AVX512-BF16), and costs more than float32's step where they do
+not (emulated): ``python -m studies.cpu_bf16_cost`` measures it, and a stage warns once when asked for it there.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def warn_emulated_bfloat16() -> None:
     """Once per process: bfloat16 asked for on a CPU that would emulate it, which the user pays for in hours."""
     log.warning(
         "precision is bfloat16 but this CPU has no bfloat16 matrix instructions (AMX or AVX512-BF16): "
-        "autocast emulates them, several times slower than float32; use precision auto or float32 here"
+        "autocast emulates them, slower than float32 (studies.cpu_bf16_cost); use precision auto or float32 here"
     )
 
 
