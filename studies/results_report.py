@@ -774,7 +774,7 @@ def bf16_key(name: str) -> Callable[[dict[str, Run]], str]:
         data = runs[name].data
         flags = data["machine"]["isa_flags"]
         cpu = next((isa for flag, isa in BFLOAT16_ISA.items() if flag in flags), "no bfloat16 matrix instructions")
-        return f"float32 step time over bfloat16's, on a CPU with {cpu}: " + per_row(
+        return f"a training step's speed-up under bfloat16 autocast over float32, on a CPU with {cpu}: " + per_row(
             data["steps"], lambda step: f"{step['speedup_bfloat16']:.2f}x at {step['batch']} x {step['tokens']}"
         )
 
