@@ -3,8 +3,10 @@
 Importing the package filters, once, the known-harmless start-up noise of its dependencies: transformers imports
 torchao, which logs "Failed to load" for CUDA kernels a CPU host never uses and deprecation notices about its own
 enums, Intel Neural Compressor announces the accelerator it picked on every import, and the ONNX exporter notes
-that torchvision (whose detection operators no BERT uses) is not installed. Inductor's oneDNN lowering of INT8
-linears warns about its own copy of the weights' zero points each time it compiles one. Real warnings still show.
+that torchvision (whose detection operators no BERT uses) is not installed. transformers checks a tensor-parallel
+plan on every load and, for a model whose plan is empty (BERT's), names every layer as "not sharded". Inductor's
+oneDNN lowering of INT8 linears warns about its own copy of the weights' zero points each time it compiles one.
+Real warnings still show.
 """
 
 import logging
@@ -27,6 +29,9 @@ logging.getLogger("torch.utils._pytree").addFilter(_DropMessages("<enum "))
 logging.getLogger("neural_compressor").addFilter(_DropMessages("Auto detect accelerator"))
 logging.getLogger("torch.onnx._internal.exporter._registration").addFilter(
     _DropMessages("torchvision is not installed")
+)
+logging.getLogger("transformers.distributed.tensor_parallel").addFilter(
+    _DropMessages("The following layers were not sharded")
 )
 warnings.filterwarnings(
     "ignore", message="To copy construct from a tensor", category=UserWarning, module="torch._inductor.mkldnn_lowerings"

@@ -1,0 +1,22 @@
+"""The dependencies' known-harmless noise is dropped on importing top, and real warnings from the same loggers stay."""
+
+import logging
+
+import pytest
+
+import top  # noqa: F401
+
+
+@pytest.mark.parametrize(
+    ("logger", "noise"),
+    [
+        ("torchao", "Failed to load /x/_C_cutlass_90a.abi3.so"),
+        ("transformers.distributed.tensor_parallel", "The following layers were not sharded: classifier.weight"),
+        ("neural_compressor", "Auto detect accelerator: CPU_Accelerator."),
+    ],
+)
+def test_known_noise_is_dropped_and_other_messages_pass(caplog, logger, noise):
+    with caplog.at_level(logging.WARNING, logger=logger):
+        logging.getLogger(logger).warning(noise)
+        logging.getLogger(logger).warning("something the user must see")
+    assert [record.getMessage() for record in caplog.records] == ["something the user must see"]
