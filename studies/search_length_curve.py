@@ -1,7 +1,7 @@
 """Figure: a learning curve of the ToP search (`python -m studies.search_length_curve OUTPUT RECORD...`), for
 reading whether a longer search closes the gap to the teacher: records of one teacher and budget that differ only in
-search length, each ToP model's score after fine-tuning at the budget and at the search's last evaluation, against
-the search steps, beside the teacher and the baselines at equal MACs. Reads
+search length, each run's kept ToP model (the best dev score within the budget), its search's last evaluation and
+its fine-tuning's last one, against the search steps, beside the teacher and the baselines at equal MACs. Reads
 `artifacts/metrics/experiments/RECORD.json` (records with `prune`, `baselines` and `history`, see `studies.record`)
 and writes `OUTPUT.png` beside them.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,12 @@ REQUIRED = ("prune", "baselines", "history")
 def curve_point(record: dict[str, Any]) -> dict[str, float]:
     """One record's search length and scores, in the baselines' metric."""
     search = [entry for entry in record["history"] if entry["phase"] == "search"]
+    finetune = [entry for entry in record["history"] if entry["phase"] == "finetune"]
     baselines = record["baselines"]
     return {
         "search_steps": search[-1]["step"],
         "search_end": search[-1]["dev_score"],
+        "finetune_end": finetune[-1]["dev_score"] if finetune else math.nan,
         "top": baselines["top"],
         "static_topk": baselines["static_topk"],
         "truncation": baselines["truncation"],
@@ -35,13 +38,14 @@ def curve_point(record: dict[str, Any]) -> dict[str, float]:
 
 
 def plot_curve(records: list[dict[str, Any]], title: str, path: Path) -> None:
-    """Scores against search steps: ToP after fine-tuning and at the search's end, the baselines, the teacher."""
+    """Scores against search steps: ToP kept, at the search's end and after fine-tuning, the baselines, the teacher."""
     points = sorted((curve_point(record) for record in records), key=lambda point: point["search_steps"])
     steps = [point["search_steps"] for point in points]
     figure, axes = pyplot().subplots(figsize=(7, 4.5))
     labels = {
-        "top": "ToP, fine-tuned at the budget",
+        "top": "ToP, the model kept",
         "search_end": "ToP, the search's last evaluation",
+        "finetune_end": "ToP, fine-tuned at the budget",
         "truncation": "truncation at equal MACs",
         "static_topk": "static top-k at equal MACs",
     }

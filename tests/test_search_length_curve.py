@@ -35,7 +35,7 @@ def test_the_curve_orders_runs_by_search_length(tmp_path, monkeypatch):
     assert (tmp_path / "curve.png").stat().st_size > 0
     records = [json.loads((tmp_path / f"{name}.json").read_text()) for name in ("long", "short")]
     points = [search_length_curve.curve_point(record) for record in records]
-    assert [(point["search_steps"], point["search_end"], point["top"]) for point in points] == [
+    assert [(point["search_steps"], point["search_end"], point["finetune_end"]) for point in points] == [
         (40, pytest.approx(0.70), 0.75),
         (10, pytest.approx(0.55), 0.6),
     ]
