@@ -21,7 +21,7 @@ from top.device import resolve_device
 from top.evaluate import Evaluation, evaluate
 from top.fingerprint import directory_digest, fingerprint
 from top.params import Params, PruneParams
-from top.pruning.ranking_quality import agreement_sample, ranking_agreement
+from top.pruning.ranking_quality import AGREEMENT_EXAMPLES, ranking_agreement
 from top.pruning.teacher_cache import TeacherOutputStore
 from top.pruning.train import TRAINING_STATE_FORMAT, load_models, search_end, train_token_pruning
 from top.qa.evaluate import QAReference
@@ -82,7 +82,7 @@ def prune_teacher(
     )
     return prune_metrics(spec.name, spec.primary_metric, params, dense, pruned, summary, resumed) | {
         "ranking_agreement": agreement,
-        "ranking_agreement_examples": len(agreement_sample(splits["eval"])),
+        "ranking_agreement_examples": min(len(splits["eval"]), AGREEMENT_EXAMPLES),
     }
 
 

@@ -13,7 +13,7 @@ Both are averaged over the dev examples (a seeded sample of them on a large spli
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import datasets
 import numpy as np
@@ -69,6 +69,17 @@ def top_k_overlap(layer_scores: np.ndarray, teacher_scores: np.ndarray, k: int) 
     return len(np.intersect1d(layer_best, teacher_best)) / k
 
 
+def example_agreements(
+    layer_scores: np.ndarray, reference: np.ndarray, candidates: np.ndarray, kept: torch.Tensor
+) -> Iterator[tuple[float, float]]:
+    """Kendall tau and top-k overlap of each example with at least two prunable tokens, over those tokens."""
+    for row, live in enumerate(candidates):
+        if live.sum() < 2:
+            continue
+        own, target = layer_scores[row, live], reference[row, live]
+        yield float(kendalltau(own, target).statistic), top_k_overlap(own, target, int(kept[row]))
+
+
 def agreement_sample(split: datasets.Dataset, max_examples: int = AGREEMENT_EXAMPLES) -> datasets.Dataset:
     """The examples the agreement is measured on: all of a split up to ``max_examples``, else a seeded draw."""
     if len(split) <= max_examples:
@@ -108,12 +119,9 @@ def ranking_agreement(
             scores = teacher_scores if ranker is teacher else unpruned_token_scores(ranker, inputs, sources)
             for layer, source, kept in zip(prune_layers, sources, counts, strict=True):
                 layer_scores = scores[source].float().cpu().numpy()
-                for row, live in enumerate(candidates.numpy()):
-                    if live.sum() < 2:
-                        continue
-                    own, target = layer_scores[row, live], reference[row, live]
-                    taus[name][layer].append(float(kendalltau(own, target).statistic))
-                    overlaps[name][layer].append(top_k_overlap(own, target, int(kept[row])))
+                for tau, overlap in example_agreements(layer_scores, reference, candidates.numpy(), kept):
+                    taus[name][layer].append(tau)
+                    overlaps[name][layer].append(overlap)
     return {
         name: {
             f"layer_{layer}": {
