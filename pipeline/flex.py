@@ -23,7 +23,7 @@ from top.backbone import check_task_head, load_float32, load_tokenizer
 from top.data.batches import batch_loader
 from top.data.prepare import load_prepared
 from top.data.tasks import TaskSpec
-from top.device import dtype_name, resolve_device, training_dtype
+from top.device import resolve_device, training_record
 from top.errors import ModelBuildError
 from top.fingerprint import directory_digest, fingerprint
 from top.flex.importance import rewire, unit_importance
@@ -221,7 +221,7 @@ def flex_teacher(
         time.perf_counter() - started,
     )
     # Where the supernet phases trained, and in what compute dtype (the small gates train on the CPU).
-    metrics |= {"device": device.type, "dtype": dtype_name(training_dtype(device, params.precision))}
+    metrics |= training_record(device, params.precision)
     return metrics, points
 
 

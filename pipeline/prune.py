@@ -115,6 +115,7 @@ def prune_metrics(
         "steps": summary["steps"],
         "device": summary["device"],
         "dtype": summary["dtype"],
+        "machine": summary["machine"],
         "teacher_outputs": summary["teacher_outputs"],
         "resumed_from_checkpoint": resumed,
     }

@@ -44,6 +44,8 @@ INPUTS = {"dynamic": "real lengths", "padded": "padded"}
 BFLOAT16_ISA = {"amx_bf16": "AMX", "avx512_bf16": "AVX512-BF16"}
 ISA = {"amx_int8": "AMX", "avx512_vnni": "AVX-512 VNNI", "avx512f": "AVX-512", "avx2": "AVX2"}
 NOT_RECORDED = "not recorded"
+# The stages whose metrics name the machine they trained on.
+TRAINING_STAGES = ("teacher", "prune", "flex")
 
 HEADER = """# Results
 
@@ -153,7 +155,10 @@ def points(delta: float) -> str:
 
 
 def describe_machine(machine: dict[str, Any]) -> str:
-    """CPU, its widest vector extension and the thread count, e.g. ``Intel Xeon (AMX), 2 threads``."""
+    """A GPU by its name; a CPU, its widest vector extension and the thread count, e.g. ``Intel Xeon (AMX), 2
+    threads``."""
+    if "gpu" in machine:
+        return machine["gpu"]
     cpu = machine["cpu"].replace("(R)", "").replace(" Processor", "").strip()
     isa = next((name for flag, name in ISA.items() if flag in machine.get("isa_flags", [])), None)
     return f"{cpu}" + (f" ({isa})" if isa else "") + f", {machine['threads']} threads"
@@ -175,14 +180,14 @@ def model_name(key: str) -> str:
 
 
 def machine_of(data: dict[str, Any]) -> str:
-    """The machine a run records, at the top or in its benchmark; runs without a benchmark did not record one."""
-    for machine in (
-        data.get("machine"),
-        *(data.get(part, {}).get("machine") for part in ("benchmark", "flex_benchmark")),
-    ):
-        if isinstance(machine, dict):
-            return describe_machine(machine)
-    return NOT_RECORDED
+    """The machine a run timed its models on (at the top or in its benchmark), and each other machine its training
+    stages ran on, so a model trained on a GPU and timed on the CPU names both."""
+    timed = [data.get("machine"), *(data.get(part, {}).get("machine") for part in ("benchmark", "flex_benchmark"))]
+    trained = [data.get(stage, {}).get("machine") for stage in TRAINING_STAGES]
+    timed_on = next((describe_machine(machine) for machine in timed if isinstance(machine, dict)), None)
+    trained_on = dict.fromkeys(describe_machine(machine) for machine in trained if isinstance(machine, dict))
+    parts = ([timed_on] if timed_on else []) + [f"trained on {name}" for name in trained_on if name != timed_on]
+    return "; ".join(parts) or NOT_RECORDED
 
 
 def commit_of(record: dict[str, Any]) -> str:

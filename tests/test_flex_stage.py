@@ -11,6 +11,7 @@ import torch
 from transformers import BertConfig
 
 from pipeline.flex import flex_teacher
+from top.cpu import cpu_description
 from top.data.batches import batch_loader, model_inputs
 from top.errors import ParamsError
 from top.flex.dynamic import dynamic_forward
@@ -34,6 +35,7 @@ def test_flex_job_measures_grids_and_the_dynamic_range_and_resumes(toy_top, para
     )
     assert set(metrics["grids"]) == {"grafted", "plain"}
     assert metrics["device"] == "cpu" and metrics["dtype"] == "float32"
+    assert metrics["machine"]["isa_flags"] == cpu_description(1)["isa_flags"]  # where it trained
     assert len(metrics["grids"]["grafted"]) == 2 * 3  # widths x depths (3 layers: 3, 2, 1)
     assert metrics["training"]["grafted_width"]["grafts"] > 0 and metrics["training"]["plain_width"]["grafts"] == 0
     assert params.finetune_epochs > 0 and {"grafted_finetune", "plain_finetune"} <= set(metrics["training"])

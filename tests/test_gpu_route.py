@@ -13,7 +13,7 @@ from transformers import BertConfig, BertForSequenceClassification
 from top import device as device_module
 from top.backbone import check_bert_dir, load_float32
 from top.data.batches import batch_loader
-from top.device import autocast_for, dtype_name, resolve_device, training_dtype
+from top.device import autocast_for, dtype_name, resolve_device, training_dtype, training_record
 from top.errors import ParamsError
 from top.pruning import train as train_module
 from top.pruning.l0 import LagrangianConstraint, PruningMasks
@@ -56,6 +56,19 @@ def test_bfloat16_on_a_cpu_that_would_emulate_it_warns_once(monkeypatch, caplog,
     warned = [record.message for record in caplog.records if "no bfloat16 matrix instructions" in record.message]
     assert len(warned) == (0 if native else 1)
     device_module.warn_emulated_bfloat16.cache_clear()
+
+
+def test_a_training_stage_names_the_gpu_or_the_cpu_it_ran_on(monkeypatch):
+    on_cpu = training_record("cpu", "auto")
+    assert on_cpu["device"] == "cpu" and on_cpu["dtype"] == "float32"
+    assert set(on_cpu["machine"]) == {"cpu", "logical_cores", "isa_flags", "threads"}
+    assert on_cpu["machine"]["threads"] == torch.get_num_threads()
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"NVIDIA H200 ({device})")
+    assert training_record("cuda", "auto") == {
+        "device": "cuda",
+        "dtype": "bfloat16",
+        "machine": {"gpu": "NVIDIA H200 (cuda)"},
+    }
 
 
 def test_cuda_asked_without_cuda_is_one_line_error(monkeypatch):

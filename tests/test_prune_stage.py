@@ -8,6 +8,7 @@ import torch
 from pipeline import read_stage_metrics
 from pipeline.baselines import compare_with_baselines
 from pipeline.prune import HISTORY_FILE, TRAJECTORY_FILE, prune_teacher
+from top.cpu import cpu_description
 from top.errors import DataError, ModelDirError
 from top.pruning.model import TokenPruningBertForSequenceClassification
 
@@ -24,6 +25,7 @@ def test_prune_then_compare(toy_top):
     assert list(metrics["keep_ratios"]) == ["layer_1"] and metrics["resumed_from_checkpoint"] is False
     assert not list(tmp_path.glob("prune-*.pt")), "the finished run's checkpoint is removed"
     assert metrics["device"] == "cpu" and metrics["dtype"] == "float32"
+    assert metrics["machine"]["isa_flags"] == cpu_description(1)["isa_flags"]  # where it trained
     assert metrics["teacher_outputs"]["source"] == "computed"
     assert len(list(tmp_path.glob("teacher-outputs-*.pt"))) == 1, "the teacher outputs are kept for later runs"
     header, *rows = (line.split("\t") for line in (tmp_path / "live" / HISTORY_FILE).read_text().splitlines())

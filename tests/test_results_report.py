@@ -77,6 +77,20 @@ def test_a_run_gives_top_its_baselines_and_int8_rows_against_the_teacher():
     ]
 
 
+def test_the_machine_column_names_where_a_model_trained_when_it_is_not_where_it_was_timed():
+    cpu = {"cpu": "Intel(R) Xeon(R) Processor", "isa_flags": ["avx2", "amx_int8"], "threads": 2}
+    record = tiny_record()
+    record["teacher"] = {"machine": {"gpu": "NVIDIA H200"}}
+    record["prune"]["machine"] = {"gpu": "NVIDIA H200"}
+    assert record_run("tiny", record).machine == "Intel Xeon (AMX), 2 threads; trained on NVIDIA H200"
+    record["teacher"]["machine"] = record["prune"]["machine"] = cpu
+    assert record_run("tiny", record).machine == "Intel Xeon (AMX), 2 threads"
+    del record["machine"]
+    assert record_run("tiny", record).machine == "trained on Intel Xeon (AMX), 2 threads"
+    del record["teacher"], record["prune"]["machine"]
+    assert record_run("tiny", record).machine == results_report.NOT_RECORDED
+
+
 def test_check_fails_on_a_stale_report_and_an_unplaced_record_is_still_listed(tmp_path, monkeypatch, capsys):
     experiments = tmp_path / "artifacts/metrics/experiments"
     experiments.mkdir(parents=True)

@@ -12,6 +12,7 @@ from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from top import teacher as teacher_module
 from top.backbone import check_bert_dir, load_new_head, resolve_backbone
+from top.cpu import cpu_description
 from top.data.prepare import prepare_task
 from top.errors import ModelBuildError, ModelDirError, ParamsError
 from top.params import parse_params
@@ -49,6 +50,7 @@ def test_teacher_trains_saves_and_repeats(params_dict, tiny_bert_dir, tmp_path, 
     assert metrics["train_examples"] == 24 and metrics["eval_examples"] == {"eval": 12}
     assert metrics["resumed_from_checkpoint"] is None
     assert metrics["device"] == "cpu" and metrics["dtype"] == "float32"
+    assert metrics["machine"]["isa_flags"] == cpu_description(1)["isa_flags"]  # where it trained
 
     model = BertForSequenceClassification.from_pretrained(tmp_path / "a/teacher")
     assert model.config.num_labels == 2

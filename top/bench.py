@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.metadata
 import itertools
 import logging
-import os
 import platform
 import statistics
 import time
@@ -29,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from top.cpu import cpu_model_and_flags, int8_weights_saturate
+from top.cpu import cpu_description, int8_weights_saturate
 from top.data.batches import MODEL_INPUTS
 from top.params import BenchmarkParams
 
@@ -45,7 +44,6 @@ SPEEDUP_BASELINES = {
     ),
 }
 SPEEDUP_KEYS = tuple(key for name, (low, high) in SPEEDUP_BASELINES.items() for key in (name, low, high))
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 
 @dataclass(frozen=True)
@@ -249,13 +247,8 @@ def speedup_summary(
 
 def machine_info(threads: int) -> dict[str, Any]:
     """What the numbers were measured on: CPU, cores, the ISA flags that matter for INT8/BF16, versions."""
-    model, flags = cpu_model_and_flags()
-    return {
-        "cpu": model,
-        "logical_cores": os.cpu_count(),
-        "isa_flags": sorted(flag for flag in ISA_FLAGS if flag in flags),
+    return cpu_description(threads) | {
         "int8_weights_7bit": int8_weights_saturate(),
-        "threads": threads,
         "torch": torch.__version__,
         "neural_compressor": _version("neural-compressor-pt"),
         "onnxruntime": _version("onnxruntime"),

@@ -9,13 +9,17 @@ Runtime's INT8 models (``top.peers.quantize_ort``) get 7-bit weights on such CPU
 from __future__ import annotations
 
 import functools
+import os
 import platform
+from typing import Any
 
 # Instructions that add u8 x s8 products in 32 bits, with no 16-bit intermediate to saturate.
 INT8_DOT_PRODUCT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 # Instructions that multiply bfloat16 matrices; without them oneDNN converts to float32 and back around each product.
 BFLOAT16_MATMUL_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 X86_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686"})
+# The vector and matrix extensions that decide INT8 and bfloat16 speed, as a record lists them.
+REPORTED_ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 
 @functools.cache
@@ -47,3 +51,15 @@ def has_bfloat16_matmul() -> bool:
     if platform.machine().lower() not in X86_MACHINES:
         return True
     return bool(cpu_model_and_flags()[1] & BFLOAT16_MATMUL_FLAGS)
+
+
+def cpu_description(threads: int) -> dict[str, Any]:
+    """The CPU a figure came from, as records keep it: model, logical cores, the reported ISA flags and the threads
+    torch used. A speed or a training time means little without it, since hosts of one name differ in all four."""
+    model, flags = cpu_model_and_flags()
+    return {
+        "cpu": model,
+        "logical_cores": os.cpu_count(),
+        "isa_flags": sorted(flag for flag in REPORTED_ISA_FLAGS if flag in flags),
+        "threads": threads,
+    }

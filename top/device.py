@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+from typing import Any
 
 import torch
 
-from top.cpu import has_bfloat16_matmul
+from top.cpu import cpu_description, has_bfloat16_matmul
 from top.errors import ParamsError
 from top.params import Precision
 
@@ -52,6 +53,18 @@ def warn_emulated_bfloat16() -> None:
 def dtype_name(dtype: torch.dtype) -> str:
     """'bfloat16' for torch.bfloat16: the form a stage's metrics record."""
     return str(dtype).removeprefix("torch.")
+
+
+def training_record(device: str | torch.device, precision: Precision) -> dict[str, Any]:
+    """What a training stage's metrics say about where it ran: the device type, the compute dtype and the machine
+    (the GPU's name, or the CPU's description). A model trained on a lent GPU and timed on the CPU then says so."""
+    device = torch.device(device)
+    machine = (
+        {"gpu": torch.cuda.get_device_name(device)}
+        if device.type == "cuda"
+        else cpu_description(torch.get_num_threads())
+    )
+    return {"device": device.type, "dtype": dtype_name(training_dtype(device, precision)), "machine": machine}
 
 
 def autocast_for(device: str | torch.device, precision: Precision) -> contextlib.AbstractContextManager:

@@ -34,7 +34,7 @@ from top.atomic import atomic_directory
 from top.backbone import load_bert_config, load_new_head, load_tokenizer, resolve_backbone
 from top.data.prepare import load_prepared
 from top.data.tasks import TaskSpec
-from top.device import dtype_name, resolve_device, training_dtype
+from top.device import resolve_device, training_dtype, training_record
 from top.errors import ModelBuildError, ParamsError, one_line
 from top.fingerprint import fingerprint
 from top.metrics import compute_metrics, predictions_from_logits
@@ -134,8 +134,7 @@ def finetune_teacher(
     return {
         "task": spec.name,
         "backbone": backbone,
-        "device": device,
-        "dtype": dtype_name(training_dtype(device, params.precision)),
+        **training_record(device, params.precision),
         **evaluation["eval"],  # the primary split's metrics at top level, for `dvc metrics diff`
         "eval": evaluation,
         "train_examples": len(splits["train"]),

@@ -36,7 +36,7 @@ from top.backbone import load_float32
 from top.checkpoint import restore_training_state, save_training_state
 from top.data.batches import batch_loader, model_inputs, with_example_index
 from top.data.tasks import TaskSpec
-from top.device import autocast_for, dtype_name, resolve_device, training_dtype
+from top.device import autocast_for, resolve_device, training_record
 from top.errors import ParamsError
 from top.evaluate import Evaluation, evaluate
 from top.optim import adamw
@@ -266,8 +266,7 @@ def train_token_pruning(
             "trajectory": state["trajectory"],
             "train_seconds": time.perf_counter() - started,
             "steps": state["step"],
-            "device": device.type,
-            "dtype": dtype_name(training_dtype(device, params.precision)),
+            **training_record(device, params.precision),
             "teacher_outputs": cache_log,
         },
     )
