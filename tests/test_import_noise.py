@@ -1,10 +1,14 @@
 """The dependencies' known-harmless noise is dropped on importing top, and real warnings from the same loggers stay."""
 
 import logging
+import subprocess
+import sys
 
 import pytest
 
 import top  # noqa: F401
+
+from .conftest import REPO_ROOT
 
 
 @pytest.mark.parametrize(
@@ -20,3 +24,12 @@ def test_known_noise_is_dropped_and_other_messages_pass(caplog, logger, noise):
         logging.getLogger(logger).warning(noise)
         logging.getLogger(logger).warning("something the user must see")
     assert [record.getMessage() for record in caplog.records] == ["something the user must see"]
+
+
+def test_a_test_process_starts_without_the_dependencies_noise():
+    """The suite's own imports (conftest pulls in transformers) come after top's filters: no torchao library
+    failures or pytree deprecations in a worker's output."""
+    started = subprocess.run(
+        [sys.executable, "-c", "import tests.conftest"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert "Failed to load" not in started.stderr and "is an Enum subclass" not in started.stderr
