@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import statistics
 import sys
 from collections.abc import Callable, Iterable
@@ -97,6 +98,7 @@ class Task:
     compression: tuple[str, ...] = ()
     latency: tuple[str, ...] = ()
     flex: tuple[str, ...] = ()
+    schedules: tuple[str, ...] = ()  # ToP runs whose kept tokens per layer and ranking agreement are tabled
     sweeps: tuple[str, ...] = ()
     plots: tuple[tuple[str | None, str, str], ...] = ()  # (run that must be present or None, image path, caption)
 
@@ -267,6 +269,29 @@ def top_rows(run: Run) -> list[list[str]]:
     label = f"ToP, target {prune['target_macs']:g}" + (", question protected" if prune.get("protect_question") else "")
     real, padded = prune["macs_ratio_real_lengths"], prune["macs_ratio_padded_max_length"]
     return [[label, scores(prune), macs(real, padded), points(prune["delta_points"]), "", *run.provenance("prune")]]
+
+
+def schedule_row(run: Run) -> list[str]:
+    """Where a ToP model spends its budget: the share each pruned layer keeps of its input, what is left after the
+    last, and how well each ranking layer's order agrees with the teacher's final layer, before and after training."""
+    prune = run.data["prune"]
+    kept = prune["keep_ratios"]
+    agreement = prune.get("ranking_agreement")
+    taus = NOT_RECORDED
+    if agreement:
+        taus = "; ".join(
+            f"L{layer.removeprefix('layer_')} {agreement['teacher'][layer]['kendall_tau']:.2f} / "
+            f"{agreement['pruned'][layer]['kendall_tau']:.2f}"
+            for layer in kept
+        )
+    return [
+        f"{prune['steps']:,}",
+        scores(prune),
+        "; ".join(f"L{layer.removeprefix('layer_')} {ratio:.2f}" for layer, ratio in kept.items()),
+        f"{math.prod(kept.values()):.1%}",
+        taus,
+        *run.provenance("prune"),
+    ]
 
 
 def baseline_rows(run: Run) -> list[list[str]]:
@@ -492,6 +517,14 @@ TEACHER_HEADER = [
     "train time",
     *PROVENANCE,
 ]
+SCHEDULE_HEADER = [
+    "ToP training steps",
+    "score",
+    "share each pruned layer keeps of its input",
+    "prunable tokens left after the last",
+    "Kendall tau with the final layer's ranking, teacher / ToP",
+    *PROVENANCE,
+]
 COMPRESSION_HEADER = ["model", "score", "MACs ratio", "vs teacher", "INT8 agreement", *PROVENANCE]
 FLEX_HEADER = [
     "depth steps",
@@ -541,6 +574,9 @@ def task_section(root: Path, task: Task, runs: dict[str, Run]) -> str:
     if compressed := [runs[name] for name in task.compression if name in runs]:
         rows = (row for run in compressed for row in compression_rows(run))
         parts.append("### Compressed models\n\n" + table(COMPRESSION_HEADER, rows))
+    if scheduled := [runs[name] for name in task.schedules if name in runs]:
+        rows = (schedule_row(run) for run in scheduled)
+        parts.append("### Where ToP prunes\n\n" + table(SCHEDULE_HEADER, rows))
     for run in (runs[name] for name in task.latency if name in runs):
         caption = latency_caption(run.data["benchmark"])
         parts.append(f"### Latency ({run.source('benchmark')})\n\n{caption}\n\n" + latency_table(run, "benchmark"))
@@ -712,6 +748,7 @@ TASKS = (
         "20 Newsgroups, 512 tokens, 2,000 training documents: ToP search length (test set, 1,000 documents)",
         teachers=NEWS_CURVE_RUNS[-1:],
         compression=NEWS_CURVE_RUNS,
+        schedules=NEWS_CURVE_RUNS,
         plots=(
             (
                 NEWS_CURVE_RUNS[-1],

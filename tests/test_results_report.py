@@ -5,7 +5,7 @@ import json
 import pytest
 
 from studies import results_report
-from studies.results_report import REPORT, ROOT, compression_rows, main, record_run, render
+from studies.results_report import REPORT, ROOT, compression_rows, main, record_run, render, schedule_row
 
 PROVENANCE = [
     "[tiny.json](../artifacts/metrics/experiments/tiny.json)",
@@ -75,6 +75,24 @@ def test_a_run_gives_top_its_baselines_and_int8_rows_against_the_teacher():
         ["teacher INT8 (kl ranges)", "F1 0.8950", "1.0000", "-0.50 pt", "99.0%", *PROVENANCE],
         ["ToP INT8 (kl ranges)", "F1 0.8700", "0.5000", "-3.00 pt", "95.0%", *PROVENANCE],
     ]
+
+
+def test_a_schedule_row_gives_each_layers_keep_ratio_what_is_left_and_the_ranking_agreement():
+    record = tiny_record()
+    record["prune"] |= {"steps": 1200, "keep_ratios": {"layer_2": 0.5, "layer_3": 0.4}}
+    assert schedule_row(record_run("tiny", record)) == [
+        "1,200",
+        "F1 0.8800, acc 0.8000",
+        "L2 0.50; L3 0.40",
+        "20.0%",
+        "not recorded",
+        *PROVENANCE,
+    ]
+    record["prune"]["ranking_agreement"] = {
+        who: {layer: {"kendall_tau": tau, "top_k_overlap": 0.5} for layer, tau in (("layer_2", low), ("layer_3", 0.3))}
+        for who, low in (("teacher", 0.1), ("pruned", 0.25))
+    }
+    assert schedule_row(record_run("tiny", record))[4] == "L2 0.10 / 0.25; L3 0.30 / 0.30"
 
 
 def test_the_machine_column_names_where_a_model_trained_when_it_is_not_where_it_was_timed():
