@@ -57,7 +57,7 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def training_record(device: str | torch.device, precision: Precision) -> dict[str, Any]:
     """What a training stage's metrics say about where it ran: the device type, the compute dtype and the machine
-    (the GPU's name, or the CPU's description). A model trained on a lent GPU and timed on the CPU then says so."""
+    (the GPU's name, or the CPU's description). A model trained on a GPU host and timed on a CPU host then says so."""
     device = torch.device(device)
     machine = (
         {"gpu": torch.cuda.get_device_name(device)}
