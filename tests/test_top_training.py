@@ -235,7 +235,7 @@ def test_a_budget_on_eval_lengths_is_what_the_constraint_and_the_fine_tuning_cou
     for lengths, expected_macs, keep_ratios in counted:
         assert all(torch.equal(given, want) for given, want in zip(lengths, eval_lengths, strict=True))
         want = expected_macs_ratio(dims, *eval_lengths[:1], prune.prune_layers, keep_ratios.detach(), eval_lengths[1])
-        assert float(expected_macs) == pytest.approx(float(want), abs=1e-5)
+        assert float(expected_macs.detach()) == pytest.approx(float(want), abs=1e-5)
     # The fine-tuning's keep ratios spend the budget on the eval split's lengths.
     eval_cost = train_module.split_macs_ratio(splits["eval"], tokenizer, prune, config, frozen[0])
     assert eval_cost == pytest.approx(prune.target_macs, abs=1e-3)
