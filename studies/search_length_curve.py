@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline import EXPERIMENT_NAME
 from studies.experiment_file import EXPERIMENTS_DIR
 from top.figures import pyplot, save_figure
 
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("output", help="the figure's name under artifacts/metrics/experiments, without .png")
     parser.add_argument("records", nargs="+", help="record names under artifacts/metrics/experiments, without .json")
     args = parser.parse_args(argv)
+    if not EXPERIMENT_NAME.match(args.output):
+        parser.error(f"OUTPUT must be a name (letters, digits, '.', '_' or '-'), not a path, got {args.output!r}")
     records = []
     for name in args.records:
         path = EXPERIMENTS_DIR / f"{name}.json"

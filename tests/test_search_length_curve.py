@@ -49,3 +49,9 @@ def test_a_missing_or_partial_record_is_one_line(tmp_path, monkeypatch, exists):
     with pytest.raises(SystemExit, match="has no baselines" if exists else "no record"):
         search_length_curve.main(["curve", "partial"])
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_an_output_path_instead_of_a_name_is_one_line(capsys):
+    with pytest.raises(SystemExit):
+        search_length_curve.main(["artifacts/metrics/experiments/curve.png", "run"])
+    assert "OUTPUT must be a name" in capsys.readouterr().err
