@@ -12,6 +12,7 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from top.data.batches import batch_loader, model_inputs
@@ -52,7 +53,8 @@ def evaluate(
     dims = EncoderDims.from_config(model.config)
     logits, labels, starts, ends, ratios, padded = [], [], [], [], [], []
     device = next(model.parameters()).device
-    for batch in batch_loader(split, tokenizer, batch_size, shuffle=False, seed=0):
+    batches = batch_loader(split, tokenizer, batch_size, shuffle=False, seed=0)
+    for batch in tqdm(batches, desc="evaluate", leave=False):
         inputs = model_inputs(batch, device)
         output = model(**inputs, mode="physical")
         if spec.is_qa:

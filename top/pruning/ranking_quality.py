@@ -19,6 +19,7 @@ import datasets
 import numpy as np
 import torch
 from scipy.stats import kendalltau
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from top.data.batches import batch_loader, model_inputs
@@ -109,7 +110,8 @@ def ranking_agreement(
     teacher_layers = [last] + (sources if any(ranker is teacher for ranker in rankers.values()) else [])
     taus = {name: {layer: [] for layer in prune_layers} for name in rankers}
     overlaps = {name: {layer: [] for layer in prune_layers} for name in rankers}
-    for batch in batch_loader(agreement_sample(split), tokenizer, batch_size, shuffle=False, seed=0):
+    batches = batch_loader(agreement_sample(split), tokenizer, batch_size, shuffle=False, seed=0)
+    for batch in tqdm(batches, desc="ranking agreement", leave=False):
         inputs = model_inputs(batch, device)
         candidates = prunable_tokens(inputs, protect_question).cpu()
         teacher_scores = unpruned_token_scores(teacher, inputs, teacher_layers)

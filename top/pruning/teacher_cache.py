@@ -23,6 +23,7 @@ import datasets
 import numpy as np
 import pyarrow.compute as pc
 import torch
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from top.atomic import atomic_file
@@ -141,7 +142,7 @@ def compute_teacher_outputs(
     loader = batch_loader(
         with_example_index(split).select(order), tokenizer, batch_size, False, 0, pin_memory=device.type == "cuda"
     )
-    for batch in loader:
+    for batch in tqdm(loader, desc="teacher outputs", leave=False):
         targets = teacher_targets(teacher, model_inputs(batch, device), "ranking_scores" in names, precision)
         live = batch["attention_mask"].bool()
         real_lengths[batch[EXAMPLE_INDEX]] = live.sum(dim=1)
