@@ -17,6 +17,8 @@ from .conftest import REPO_ROOT
         ("torchao", "Failed to load /x/_C_cutlass_90a.abi3.so"),
         ("transformers.distributed.tensor_parallel", "The following layers were not sharded: classifier.weight"),
         ("neural_compressor", "Auto detect accelerator: CPU_Accelerator."),
+        ("neural_compressor", "Converted the model in qdq mode, please compile it to accelerate inference."),
+        ("torch.export.pt2_archive._package", "Expect archive file to be a file ending in .pt2, or is a buffer."),
     ],
 )
 def test_known_noise_is_dropped_and_other_messages_pass(caplog, logger, noise):
@@ -24,6 +26,17 @@ def test_known_noise_is_dropped_and_other_messages_pass(caplog, logger, noise):
         logging.getLogger(logger).warning(noise)
         logging.getLogger(logger).warning("something the user must see")
     assert [record.getMessage() for record in caplog.records] == ["something the user must see"]
+
+
+def test_inc_progress_stays_quiet_unless_its_loglevel_is_set(caplog, monkeypatch):
+    monkeypatch.delenv("LOGLEVEL", raising=False)
+    inc = logging.getLogger("neural_compressor")
+    with caplog.at_level(logging.INFO, logger="neural_compressor"):
+        inc.info("Preparation started.")
+        inc.warning("something the user must see")
+        monkeypatch.setenv("LOGLEVEL", "INFO")
+        inc.info("Conversion end.")
+    assert [record.getMessage() for record in caplog.records] == ["something the user must see", "Conversion end."]
 
 
 def test_a_test_process_starts_without_the_dependencies_noise():

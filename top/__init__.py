@@ -6,10 +6,14 @@ enums, Intel Neural Compressor announces the accelerator it picked on every impo
 that torchvision (whose detection operators no BERT uses) is not installed. transformers checks a tensor-parallel
 plan on every load and, for a model whose plan is empty (BERT's), names every layer as "not sharded". Inductor's
 oneDNN lowering of INT8 linears warns about its own copy of the weights' zero points each time it compiles one.
-Real warnings still show.
+Intel Neural Compressor logs a dozen progress lines at INFO for every block it quantizes, saves or loads (hundreds
+per quantize stage): those stay quiet unless the user sets INC's own ``LOGLEVEL``, and so do its advice to compile
+the INT8 model (the benchmark does) and torch.export's note on the archive names INC picks. Real warnings still
+show.
 """
 
 import logging
+import os
 import warnings
 
 
@@ -24,9 +28,21 @@ class _DropMessages(logging.Filter):
         return not record.getMessage().startswith(self.prefixes)
 
 
+class _QuietProgress(logging.Filter):
+    """Drop records under WARNING unless ``LOGLEVEL`` is set: INC's switch for its own verbosity, read per record
+    so that a user who sets it sees INC's progress again."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "LOGLEVEL" in os.environ
+
+
 logging.getLogger("torchao").addFilter(_DropMessages("Failed to load"))
 logging.getLogger("torch.utils._pytree").addFilter(_DropMessages("<enum "))
-logging.getLogger("neural_compressor").addFilter(_DropMessages("Auto detect accelerator"))
+logging.getLogger("neural_compressor").addFilter(
+    _DropMessages("Auto detect accelerator", "Converted the model in qdq mode", "hw aligned scales not supported")
+)
+logging.getLogger("neural_compressor").addFilter(_QuietProgress())
+logging.getLogger("torch.export.pt2_archive._package").addFilter(_DropMessages("Expect archive file"))
 logging.getLogger("torch.onnx._internal.exporter._registration").addFilter(
     _DropMessages("torchvision is not installed")
 )
