@@ -670,6 +670,8 @@ def render(root: Path = ROOT) -> str:
 # One 20 Newsgroups teacher on a 2,000-document sample, ToP at 0.3 searched for 0.5, 1, 2, 3 and 8 epochs.
 NEWS_CURVE_RUNS = tuple(f"news512-sub2k-top30-search{epochs}" for epochs in (0.5, 1, 2, 3, 8))
 NEWS_CURVE_FIGURE = "news512-sub2k-search-length"
+# The longest ToP search on the full 20 Newsgroups training set that the 2-core machine ran.
+NEWS_FULL_RUN = "news512-top30-search1.25"
 TASKS = (
     Task(
         "MRPC",
@@ -732,15 +734,26 @@ TASKS = (
         ),
     ),
     Task(
-        "20 Newsgroups, 512 tokens (test set)",
-        teachers=("news512-teacher", "news512-top30-full-data", "news512-top30-ort", "news512-top30-latency"),
-        compression=("news512-top30-full-data", "news512-top30-ort", "news512-top30-latency"),
-        latency=("news512-top30-ort",),
+        "20 Newsgroups, 512 tokens (test set; runs capped at 1,000 evaluation documents score a seeded sample of it)",
+        teachers=("news512-teacher", NEWS_FULL_RUN, "news512-top30-ort", "news512-top30-latency"),
+        compression=(NEWS_FULL_RUN, "news512-top30-ort", "news512-top30-latency"),
+        schedules=(NEWS_FULL_RUN,),
+        latency=(NEWS_FULL_RUN, "news512-top30-ort"),
         plots=(
+            (
+                NEWS_FULL_RUN,
+                f"artifacts/metrics/experiments/{NEWS_FULL_RUN}-trajectory.png",
+                "ToP at 0.3 on the full training set: the search's trajectory",
+            ),
+            (
+                NEWS_FULL_RUN,
+                f"artifacts/metrics/experiments/{NEWS_FULL_RUN}.png",
+                "latency of ToP at 0.3 on the full training set, beside the dense model in PyTorch",
+            ),
             (
                 "news512-top30-ort",
                 "artifacts/metrics/experiments/news512-top30-ort.png",
-                "latency, 20 Newsgroups at 512 tokens",
+                "latency, 20 Newsgroups at 512 tokens, beside the dense model in every runtime",
             ),
         ),
     ),
