@@ -18,6 +18,7 @@ from .conftest import REPO_ROOT
         ("transformers.distributed.tensor_parallel", "The following layers were not sharded: classifier.weight"),
         ("neural_compressor", "Auto detect accelerator: CPU_Accelerator."),
         ("neural_compressor", "Converted the model in qdq mode, please compile it to accelerate inference."),
+        ("neural_compressor", "hw aligned scales not supported for device INCAcceleratorType.CPU"),
         ("torch.export.pt2_archive._package", "Expect archive file to be a file ending in .pt2, or is a buffer."),
     ],
 )

@@ -8,8 +8,8 @@ plan on every load and, for a model whose plan is empty (BERT's), names every la
 oneDNN lowering of INT8 linears warns about its own copy of the weights' zero points each time it compiles one.
 Intel Neural Compressor logs a dozen progress lines at INFO for every block it quantizes, saves or loads (hundreds
 per quantize stage): those stay quiet unless the user sets INC's own ``LOGLEVEL``, and so do its advice to compile
-the INT8 model (the benchmark does) and torch.export's note on the archive names INC picks. Real warnings still
-show.
+the INT8 model (the benchmark does), its note that a CPU has no hardware-aligned scales, and torch.export's note on
+the archive names INC picks. Real warnings still show.
 """
 
 import logging
