@@ -672,8 +672,8 @@ NEWS_CURVE_RUNS = tuple(f"news512-sub2k-top30-search{epochs}" for epochs in (0.5
 NEWS_CURVE_FIGURE = "news512-sub2k-search-length"
 # The longest ToP search on the full 20 Newsgroups training set that the 2-core machine ran.
 NEWS_FULL_RUN = "news512-top30-search1.25"
-# IMDB at 512 tokens on a 3,000-review training sample: teacher and ToP at 0.3.
-IMDB_RUN = "imdb512-sub3k-top30"
+# IMDB at 512 tokens on a 3,000-review training sample: one teacher, ToP at 0.3 and 0.5.
+IMDB_RUNS = ("imdb512-sub3k-top30", "imdb512-sub3k-top50")
 TASKS = (
     Task(
         "MRPC",
@@ -779,15 +779,16 @@ TASKS = (
     ),
     Task(
         "IMDB, 512 tokens, 3,000 training reviews (test set, a seeded 1,000-review sample)",
-        teachers=(IMDB_RUN,),
-        compression=(IMDB_RUN,),
-        schedules=(IMDB_RUN,),
-        plots=(
+        teachers=IMDB_RUNS[:1],
+        compression=IMDB_RUNS,
+        schedules=IMDB_RUNS,
+        plots=tuple(
             (
-                IMDB_RUN,
-                f"artifacts/metrics/experiments/{IMDB_RUN}-trajectory.png",
-                "ToP at 0.3 on IMDB: the search's trajectory",
-            ),
+                name,
+                f"artifacts/metrics/experiments/{name}-trajectory.png",
+                f"ToP at {budget} on IMDB: the search's trajectory",
+            )
+            for name, budget in zip(IMDB_RUNS, ("0.3", "0.5"), strict=True)
         ),
     ),
     Task(
