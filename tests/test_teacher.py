@@ -5,13 +5,14 @@ import logging
 import sys
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import BertConfig, BertForSequenceClassification, BertModel
+from transformers import BertConfig, BertForSequenceClassification, BertModel, DataCollatorWithPadding, Trainer
 
 from top import teacher as teacher_module
-from top.backbone import check_bert_dir, load_new_head, resolve_backbone
+from top.backbone import check_bert_dir, load_new_head, load_tokenizer, resolve_backbone
 from top.cpu import cpu_description
 from top.data.prepare import prepare_task
 from top.errors import ModelBuildError, ModelDirError, ParamsError
@@ -124,6 +125,30 @@ def test_group_by_length_picks_the_trainer_sampler(params_dict, tiny_bert_dir, t
     params = toy_params(params_dict, tmp_path, tiny_bert_dir, group_by_length=grouped)
     arguments = teacher_module._training_arguments(params.teacher, tmp_path / "ckpt", "cpu")
     assert arguments.train_sampling_strategy == strategy
+
+
+def test_grouped_training_still_evaluates_in_row_order(params_dict, tiny_bert_dir, tmp_path):
+    """QA scoring pairs each eval window's logits with its row, so grouping training batches by length must leave
+    the evaluation order alone; the plain Trainer reorders it (which is what this guards against)."""
+    params = toy_params(params_dict, tmp_path, tiny_bert_dir, group_by_length=True)
+    arguments = teacher_module._training_arguments(params.teacher, tmp_path / "ckpt", "cpu")
+    lengths = list(torch.randperm(40, generator=torch.Generator().manual_seed(0)).add(2).tolist())
+    rows = datasets.Dataset.from_dict({"input_ids": [[1] * length for length in lengths]})
+    model = BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
+    tokenizer = load_tokenizer(str(tiny_bert_dir))
+
+    def eval_order(trainer_class: type) -> list[int]:
+        trainer = trainer_class(
+            model=model,
+            args=arguments,
+            eval_dataset=rows,
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+        )
+        return [int(length) for batch in trainer.get_eval_dataloader() for length in batch["attention_mask"].sum(1)]
+
+    assert eval_order(teacher_module.InOrderEvalTrainer) == lengths
+    assert eval_order(Trainer) != lengths
 
 
 def test_teacher_trains_without_dvclive(params_dict, tiny_bert_dir, tmp_path, monkeypatch, caplog):

@@ -17,6 +17,7 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+from torch.utils.data import Sampler, SequentialSampler
 from transformers import (
     BertForQuestionAnswering,
     BertForSequenceClassification,
@@ -45,6 +46,18 @@ log = logging.getLogger(__name__)
 
 # Written into the live-curves output in place of DVCLive's files when dvclive is not installed.
 NO_LIVE_NOTE = "NO_DVCLIVE"
+
+
+class InOrderEvalTrainer(Trainer):
+    """A ``Trainer`` whose evaluation and prediction read the split in row order, whatever the training sampling.
+
+    With ``group_by_length`` transformers groups eval batches by length too. Classification metrics survive that
+    (predictions and labels move together), but QA scoring pairs each window's logits with its row of the split,
+    so reordered windows score answers from the wrong contexts.
+    """
+
+    def _get_eval_sampler(self, eval_dataset: datasets.Dataset) -> Sampler | None:
+        return None if eval_dataset is None else SequentialSampler(eval_dataset)
 
 
 def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
@@ -95,7 +108,7 @@ def finetune_teacher(
     last_checkpoint = last_complete_checkpoint(checkpoint_dir)
     if last_checkpoint:
         log.info("resuming from %s", last_checkpoint)
-    trainer = Trainer(
+    trainer = InOrderEvalTrainer(
         model=model,
         args=_training_arguments(params, checkpoint_dir, device),
         train_dataset=splits["train"],
