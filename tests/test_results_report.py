@@ -69,12 +69,18 @@ def test_the_committed_report_is_current():
 def test_a_run_gives_top_its_baselines_and_int8_rows_against_the_teacher():
     rows = compression_rows(record_run("tiny", tiny_record()))
     assert rows == [
+        ["teacher, scored by the prune stage", "F1 0.9000, acc 0.8500", "1.0000", "", "", *PROVENANCE],
         ["ToP, target 0.5", "F1 0.8800, acc 0.8000", "0.5000 (0.2000)", "-2.00 pt", "", *PROVENANCE],
         ["static top-k, no training", "F1 0.8500", "0.5100 (0.2100)", "-5.00 pt", "", *PROVENANCE],
         ["truncation", "no truncation here", "", "", "", *PROVENANCE],
         ["teacher INT8 (kl ranges)", "F1 0.8950", "1.0000", "-0.50 pt", "99.0%", *PROVENANCE],
         ["ToP INT8 (kl ranges)", "F1 0.8700", "0.5000", "-3.00 pt", "95.0%", *PROVENANCE],
     ]
+
+
+def test_the_teacher_row_comes_from_the_prune_stage_only_where_the_record_lacks_the_teacher_stage():
+    record = tiny_record() | {"teacher": {"f1": 0.9, "accuracy": 0.85, "epochs": 3}}
+    assert [row[0] for row in compression_rows(record_run("tiny", record))][:1] == ["ToP, target 0.5"]
 
 
 def test_a_schedule_row_gives_each_layers_keep_ratio_what_is_left_and_the_ranking_agreement():
