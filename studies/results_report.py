@@ -690,6 +690,7 @@ NEWS_CURVE_FIGURE = "news512-sub2k-search-length"
 NEWS_FULL_RUN = "news512-top30-search1.25"
 # IMDB at 512 tokens on a 3,000-review training sample: one teacher, ToP at 0.3 and 0.5.
 IMDB_RUNS = ("imdb512-sub3k-top30", "imdb512-sub3k-top50")
+SQUAD_FULL_RUN = "squad-fulltrain-top50"
 TASKS = (
     Task(
         "MRPC",
@@ -808,7 +809,22 @@ TASKS = (
         ),
     ),
     Task(
-        "SQuAD v1.1 (local article split, 400 evaluation questions)",
+        "SQuAD v1.1, every training question of the local article split (7,845 training, 2,725 evaluation questions)",
+        compression=(SQUAD_FULL_RUN,),
+        schedules=(SQUAD_FULL_RUN,),
+        plots=(
+            (
+                SQUAD_FULL_RUN,
+                f"artifacts/metrics/experiments/{SQUAD_FULL_RUN}-trajectory.png",
+                "ToP at 0.5 on SQuAD: the search's trajectory",
+            ),
+        ),
+    ),
+    Task(
+        (
+            "SQuAD v1.1, 1,200 training questions (400 evaluation questions): question protection and latency at 384"
+            " tokens"
+        ),
         teachers=("squad-top50",),
         compression=("squad-top50", "squad-top50-protect"),
         latency=("squad-top50",),
