@@ -370,8 +370,8 @@ def ort_rows(run: Run) -> list[list[str]]:
 
 
 def compression_rows(run: Run) -> list[list[str]]:
-    """Every compressed model a run holds: ToP, its baselines at equal MACs, INT8, ToP in ONNX Runtime (after the
-    teacher, where the record has no teacher stage to give it)."""
+    """Every compressed model a run holds: ToP, its baselines at equal MACs, INT8, ToP in ONNX Runtime; first the
+    teacher as the prune stage scored it, where the record has no teacher stage to give it."""
     builders = (
         ("prune", prune_teacher_rows),
         ("prune", top_rows),
@@ -690,6 +690,7 @@ NEWS_CURVE_FIGURE = "news512-sub2k-search-length"
 NEWS_FULL_RUN = "news512-top30-search1.25"
 # IMDB at 512 tokens on a 3,000-review training sample: one teacher, ToP at 0.3 and 0.5.
 IMDB_RUNS = ("imdb512-sub3k-top30", "imdb512-sub3k-top50")
+# SQuAD on every training question of the local article split: ToP at 0.5 with static top-k.
 SQUAD_FULL_RUN = "squad-fulltrain-top50"
 TASKS = (
     Task(

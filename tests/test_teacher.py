@@ -132,7 +132,7 @@ def test_grouped_training_still_evaluates_in_row_order(params_dict, tiny_bert_di
     the evaluation order alone; the plain Trainer reorders it (which is what this guards against)."""
     params = toy_params(params_dict, tmp_path, tiny_bert_dir, group_by_length=True)
     arguments = teacher_module._training_arguments(params.teacher, tmp_path / "ckpt", "cpu")
-    lengths = list(torch.randperm(40, generator=torch.Generator().manual_seed(0)).add(2).tolist())
+    lengths = torch.randperm(40, generator=torch.Generator().manual_seed(0)).add(2).tolist()
     rows = datasets.Dataset.from_dict({"input_ids": [[1] * length for length in lengths]})
     model = BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
     tokenizer = load_tokenizer(str(tiny_bert_dir))
