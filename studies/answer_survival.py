@@ -17,9 +17,11 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
 
 from pipeline import PREPARED_DIR, PRUNED_DIR, TEACHER_DIR, run_stage
 from studies.experiment_file import write_experiment
@@ -65,7 +67,8 @@ class SurvivalTally:
 
 
 def answer_kinds(row: int, inputs: dict[str, torch.Tensor], start: int, end: int) -> dict[str, torch.Tensor]:
-    """One window's tokens by role: the answer span, the rest of the context segment, the question segment."""
+    """One window's tokens by role: the answer span, the rest of the context segment, and the question segment
+    after [CLS] (its closing [SEP] included)."""
     length = int(inputs["attention_mask"][row].sum())
     segment = inputs["token_type_ids"][row, :length]
     positions = torch.arange(length)
@@ -76,7 +79,10 @@ def answer_kinds(row: int, inputs: dict[str, torch.Tensor], start: int, end: int
 
 @torch.no_grad()
 def pruned_pass(
-    model: TokenPruningBertPreTrainedModel, split, tokenizer, batch_size: int
+    model: TokenPruningBertPreTrainedModel,
+    split: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
 ) -> tuple[list[np.ndarray], list[np.ndarray], SurvivalTally, list[bool]]:
     """The pruned model's window logits (masked mode, which equals the physical forward), the token tally, and
     per window whether its answer's first and last tokens reach the last layer (False where it holds none)."""
@@ -108,7 +114,8 @@ def question_f1(predictions: np.ndarray, answer_texts: list[list[str]]) -> np.nd
     )
 
 
-def group_record(mask: np.ndarray, pruned_f1: np.ndarray, teacher_f1: np.ndarray) -> dict[str, float | int]:
+def group_record(mask: np.ndarray, pruned_f1: np.ndarray, teacher_f1: np.ndarray) -> dict[str, float | int | None]:
+    """A group of questions: how many, and both models' mean F1 on them (None for an empty group)."""
     return {
         "questions": int(mask.sum()),
         "pruned_f1": round(float(pruned_f1[mask].mean()), 4) if mask.any() else None,
@@ -117,6 +124,8 @@ def group_record(mask: np.ndarray, pruned_f1: np.ndarray, teacher_f1: np.ndarray
 
 
 def measure(params: Params, prepared_dir: Path, teacher_dir: Path, pruned_dir: Path) -> Path:
+    """Run the pruned model (masked, with its per-layer scores) and the teacher over the eval windows; write the
+    record and return its path."""
     spec, splits, meta = load_prepared(prepared_dir)
     if not spec.is_qa:
         raise DataError(f"{prepared_dir} holds {spec.name}, not an extractive QA task")
