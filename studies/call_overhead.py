@@ -1,6 +1,7 @@
-"""Profile: where the time of one call goes at the shapes of online requests (`python -m studies.call_overhead`,
-after `dvc repro prune quantize`), for the dense FP32 model, the ToP FP32 model (both eager) and the ToP INT8
-model (compiled, as the benchmark runs it), at batch 1 and 8 on real dev examples (dynamic padding).
+"""Profile: where the time of one call goes at the shapes of online requests (`python -m studies.call_overhead
+[--root WORKSPACE]`, after `dvc repro prune quantize` there), for the dense FP32 model, the ToP FP32 model (both
+eager) and the ToP INT8 model (compiled, as the benchmark runs it; only where the quantize stage made one), at
+batch 1 and 8 on real dev examples (dynamic padding).
 
 Each call's wall time is split with torch.profiler into kernel time (the self time of the operators and
 Inductor kernels that compute), framework operator time (the self time of views, reshapes, allocations and
@@ -8,7 +9,7 @@ composite operators that only dispatch to others), compiled-graph glue (Dynamo g
 own time) and the rest, spent outside any operator: Python and the dispatch between operators. The same is
 measured at the benchmark's thread count and at 1 thread: the kernel time that 2 threads spend beyond half the
 1-thread kernel time is what the split costs (synchronisation, imbalance, shared memory bandwidth). Writes
-`artifacts/metrics/experiments/call-overhead.json`.
+`artifacts/metrics/experiments/call-overhead-<task>.json`.
 
 Timings under the profiler are inflated by its own cost per recorded event; the unprofiled wall time is given
 next to them. Inductor's C++ kernels are recorded only with its kernel profiling on, which this study turns on
@@ -17,6 +18,7 @@ next to them. Inductor's C++ kernels are recorded only with its kernel profiling
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections import defaultdict
@@ -222,30 +224,38 @@ def _int8_compiled(model_dir: Path) -> Callable[[], Any]:
     return build
 
 
+def model_builders(root: Path) -> dict[str, Callable[[], Any]]:
+    """The models a workspace holds: the dense teacher and ToP in eager FP32, and ToP INT8 where quantize ran."""
+    builders = {"dense-fp32-eager": _eager(root / TEACHER_DIR), "top-fp32-eager": _eager(root / PRUNED_DIR)}
+    int8_top = root / INT8_DIR / "top"
+    if int8_top.is_dir():
+        builders["top-int8-compiled"] = _int8_compiled(int8_top)
+    return builders
+
+
 def main(params: Params) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=Path("."), help="the pipeline workspace whose models to profile")
+    root = parser.parse_args().root
     torch._inductor.config.cpp.enable_kernel_profile = True
     torch._inductor.config.fx_graph_cache = False
-    spec, splits, meta = load_prepared(PREPARED_DIR)
+    spec, splits, meta = load_prepared(root / PREPARED_DIR)
     examples = splits["eval"].shuffle(seed=params.benchmark.seed)
     examples = examples.select(range(min(params.benchmark.examples, len(examples))))
-    tokenizer = load_tokenizer(TEACHER_DIR)
+    tokenizer = load_tokenizer(str(root / TEACHER_DIR))
     batches = {
         size: benchmark_batches(examples, tokenizer, size, "dynamic", meta["max_length"], WARMUP + CALLS)
         for size in BATCH_SIZES
     }
-    builders = {
-        "dense-fp32-eager": _eager(TEACHER_DIR),
-        "top-fp32-eager": _eager(PRUNED_DIR),
-        "top-int8-compiled": _int8_compiled(Path(INT8_DIR) / "top"),
-    }
     threads = params.benchmark.threads
-    results = profile_models(builders, batches, threads, WARMUP)
+    results = profile_models(model_builders(root), batches, threads, WARMUP)
     write_experiment(
-        "call-overhead",
+        f"call-overhead-{spec.name}",
         __doc__,
         threads,
         {
             "task": spec.name,
+            "workspace": str(root.resolve()),
             "settings": {"batch_sizes": list(BATCH_SIZES), "warmup": WARMUP, "calls": CALLS, "inputs": "dynamic"},
             "shares": shares(results, threads),
             "results": results,

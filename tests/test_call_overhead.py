@@ -5,7 +5,7 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from studies.call_overhead import _eager, event_kind, profile_models, shares
+from studies.call_overhead import _eager, event_kind, model_builders, profile_models, shares
 from top.backbone import load_tokenizer
 from top.bench import benchmark_batches
 
@@ -29,6 +29,12 @@ def test_profile_split_adds_up_at_both_thread_counts(tiny_bert_dir):
     assert sum(value for key, value in summary["dense-fp32-eager/batch_1"].items() if key != "wall_ms") == (
         pytest.approx(1.0, abs=0.01)
     )
+
+
+def test_the_int8_model_is_profiled_only_where_quantize_made_one(tmp_path):
+    assert set(model_builders(tmp_path)) == {"dense-fp32-eager", "top-fp32-eager"}
+    (tmp_path / "artifacts" / "int8" / "top").mkdir(parents=True)
+    assert set(model_builders(tmp_path)) == {"dense-fp32-eager", "top-fp32-eager", "top-int8-compiled"}
 
 
 @pytest.mark.parametrize(
