@@ -10,6 +10,7 @@ from top.data.batches import batch_loader, model_inputs
 from top.pruning.model import TokenPruningBertForSequenceClassification
 from top.pruning.ranking_quality import (
     agreement_sample,
+    defined_mean,
     kept_counts,
     prunable_tokens,
     ranking_agreement,
@@ -80,3 +81,8 @@ def test_top_k_overlap_counts_shared_tokens():
     assert top_k_overlap(scores, scores[::-1].copy(), 2) == 0.0
     assert top_k_overlap(scores, np.array([0.4, 0.1, 0.3, 0.2]), 2) == 0.5
     assert np.isnan(top_k_overlap(scores, scores, 0))
+
+
+def test_a_measure_defined_for_no_example_is_none_not_nan():
+    assert defined_mean([0.5, float("nan"), 0.25]) == 0.375
+    assert defined_mean([float("nan"), float("nan")]) is None

@@ -88,6 +88,13 @@ def agreement_sample(split: datasets.Dataset, max_examples: int = AGREEMENT_EXAM
     return split.shuffle(seed=0).select(range(max_examples))
 
 
+def defined_mean(values: Sequence[float]) -> float | None:
+    """The mean over the examples where a measure is defined (not NaN), to 4 places; None where it is defined for
+    none, as the top-k overlap of a layer that keeps no prunable token, so the metrics file holds no NaN."""
+    defined = [value for value in values if not math.isnan(value)]
+    return round(float(np.mean(defined)), 4) if defined else None
+
+
 def ranking_agreement(
     rankers: Mapping[str, TokenPruningBertPreTrainedModel],
     teacher: TokenPruningBertPreTrainedModel,
@@ -127,8 +134,8 @@ def ranking_agreement(
     return {
         name: {
             f"layer_{layer}": {
-                "kendall_tau": round(float(np.nanmean(taus[name][layer])), 4),
-                "top_k_overlap": round(float(np.nanmean(overlaps[name][layer])), 4),
+                "kendall_tau": defined_mean(taus[name][layer]),
+                "top_k_overlap": defined_mean(overlaps[name][layer]),
             }
             for layer in prune_layers
         }
