@@ -33,7 +33,7 @@ from top.evaluate import evaluate
 from top.params import Params
 from top.pruning.model import TokenPruningBertForQuestionAnswering, TokenPruningBertPreTrainedModel
 from top.qa.evaluate import QAReference
-from top.qa.metrics import token_f1
+from top.qa.metrics import best_f1
 
 
 def layer_inputs(scores: tuple[torch.Tensor, ...], counts: torch.Tensor) -> torch.Tensor:
@@ -109,9 +109,7 @@ def pruned_pass(
 
 def question_f1(predictions: np.ndarray, answer_texts: list[list[str]]) -> np.ndarray:
     """Each question's official F1 (best over its gold answers)."""
-    return np.asarray(
-        [max(token_f1(str(p), gold) for gold in golds) for p, golds in zip(predictions, answer_texts, strict=True)]
-    )
+    return np.asarray([best_f1(str(p), golds) for p, golds in zip(predictions, answer_texts, strict=True)])
 
 
 def group_record(mask: np.ndarray, pruned_f1: np.ndarray, teacher_f1: np.ndarray) -> dict[str, float | int | None]:

@@ -151,6 +151,11 @@ def macs(real: float, padded: float | None) -> str:
     return f"{real:.4f}" + (f" ({padded:.4f})" if padded is not None else "")
 
 
+def agreement_value(value: float | None, digits: int = 2) -> str:
+    """A ranking-agreement measure; a record holds null where no example defined it (a layer keeping no token)."""
+    return "undefined" if value is None else f"{value:.{digits}f}"
+
+
 def points(delta: float) -> str:
     """A difference of scores in points (score x 100), signed, so that a gain and a loss read apart."""
     return f"{delta:+.2f} pt"
@@ -280,8 +285,8 @@ def schedule_row(run: Run) -> list[str]:
     taus = NOT_RECORDED
     if agreement:
         taus = "; ".join(
-            f"L{layer.removeprefix('layer_')} {agreement['teacher'][layer]['kendall_tau']:.2f} / "
-            f"{agreement['pruned'][layer]['kendall_tau']:.2f}"
+            f"L{layer.removeprefix('layer_')} {agreement_value(agreement['teacher'][layer]['kendall_tau'])} / "
+            f"{agreement_value(agreement['pruned'][layer]['kendall_tau'])}"
             for layer in kept
         )
     return [
@@ -1145,8 +1150,9 @@ def ranking_agreement_key(runs: dict[str, Run]) -> str:
         found = prune["ranking_agreement"]
         pruned, teacher = found["pruned"][DISTILLED_RANKING], found["teacher"][DISTILLED_RANKING]
         return (
-            f"tau {pruned['kendall_tau']:.3f} (teacher {teacher['kendall_tau']:.3f}), "
-            f"top-k overlap {pruned['top_k_overlap']:.3f} (teacher {teacher['top_k_overlap']:.3f})"
+            f"tau {agreement_value(pruned['kendall_tau'], 3)} (teacher {agreement_value(teacher['kendall_tau'], 3)}), "
+            f"top-k overlap {agreement_value(pruned['top_k_overlap'], 3)} "
+            f"(teacher {agreement_value(teacher['top_k_overlap'], 3)})"
         )
 
     figures = [

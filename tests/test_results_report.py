@@ -99,6 +99,8 @@ def test_a_schedule_row_gives_each_layers_keep_ratio_what_is_left_and_the_rankin
         for who, low in (("teacher", 0.1), ("pruned", 0.25))
     }
     assert schedule_row(record_run("tiny", record))[4] == "L2 0.10 / 0.25; L3 0.30 / 0.30"
+    record["prune"]["ranking_agreement"]["pruned"]["layer_3"]["kendall_tau"] = None  # defined for no example
+    assert schedule_row(record_run("tiny", record))[4] == "L2 0.10 / 0.25; L3 0.30 / undefined"
 
 
 def test_the_machine_column_names_where_a_model_trained_when_it_is_not_where_it_was_timed():

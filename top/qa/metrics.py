@@ -31,6 +31,11 @@ def token_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def best_f1(prediction: str, answers: Sequence[str]) -> float:
+    """A question's official F1: the best over its gold answers."""
+    return max(token_f1(prediction, answer) for answer in answers)
+
+
 def squad_metrics(predictions: Mapping[str, str], golds: Mapping[str, Sequence[str]]) -> dict[str, float]:
     """EM and F1 over every question in ``golds``; a question without a prediction scores 0."""
     if not golds:
@@ -39,5 +44,5 @@ def squad_metrics(predictions: Mapping[str, str], golds: Mapping[str, Sequence[s
     for qid, answers in golds.items():
         prediction = predictions.get(qid, "")
         em += max(exact_match(prediction, answer) for answer in answers)
-        f1 += max(token_f1(prediction, answer) for answer in answers)
+        f1 += best_f1(prediction, answers)
     return {"exact_match": 100 * em / len(golds), "f1": 100 * f1 / len(golds)}
