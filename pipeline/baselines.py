@@ -31,7 +31,9 @@ def compare_with_baselines(
     tokenizer = load_tokenizer(str(teacher_dir))
     reference = QAReference.from_prepared(splits, meta)
     dev = DevSet(spec, splits["eval"], tokenizer, params.eval_batch_size, meta["max_length"], reference)
-    static = static_topk_baseline(teacher_dir, params.prune_layers, target, dev, params.protect_question)
+    static = static_topk_baseline(
+        teacher_dir, params.prune_layers, target, dev, params.protect_question, params.rank_by_question
+    )
     log.info("static top-k at MACs %.3f: %s", target, static)
     if spec.is_qa:
         truncation = {"skipped": "truncating QA windows cuts answers out of the context; no QA baseline"}

@@ -99,7 +99,11 @@ def prune_metrics(
     return {
         "task": task,
         "target_macs": params.target_macs,
-        **({"protect_question": params.protect_question} if "exact_match" in pruned.metrics else {}),
+        **(
+            {"protect_question": params.protect_question, "rank_by_question": params.rank_by_question}
+            if "exact_match" in pruned.metrics
+            else {}
+        ),
         **pruned.metrics,
         "teacher": dense.metrics,
         "delta_points": round(100 * (pruned.metrics[primary_metric] - dense.metrics[primary_metric]), 3),

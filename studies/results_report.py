@@ -271,7 +271,9 @@ def teacher_row(run: Run) -> list[str]:
 def top_rows(run: Run) -> list[list[str]]:
     """The ToP model: its score, MACs and distance to the teacher."""
     prune = run.data["prune"]
-    label = f"ToP, target {prune['target_macs']:g}" + (", question protected" if prune.get("protect_question") else "")
+    label = f"ToP, target {prune['target_macs']:g}"
+    if prune.get("protect_question"):
+        label += ", question protected" + (" and ranking the context" if prune.get("rank_by_question") else "")
     real, padded = prune["macs_ratio_real_lengths"], prune["macs_ratio_padded_max_length"]
     return [[label, scores(prune), macs(real, padded), points(prune["delta_points"]), "", *run.provenance("prune")]]
 
@@ -309,11 +311,16 @@ def prune_teacher_rows(run: Run) -> list[list[str]]:
 
 
 def baseline_rows(run: Run) -> list[list[str]]:
-    """The training-free baselines at ToP's MACs; a baseline the task cannot have says why."""
+    """The training-free baselines at ToP's MACs, static top-k ranking as ToP does; a baseline the task cannot have
+    says why."""
     baselines = run.data["baselines"]
     teacher, metric = baselines["teacher"], baselines["metric"]
+    prune = run.data.get("prune", {})
+    static = "static top-k, no training"
+    if prune.get("protect_question"):
+        static += ", question protected" + (" and ranking the context" if prune.get("rank_by_question") else "")
     rows = []
-    for name, label in (("static_topk", "static top-k, no training"), ("truncation", "truncation")):
+    for name, label in (("static_topk", static), ("truncation", "truncation")):
         found = baselines["details"][name]
         if "skipped" in found:
             rows.append([label, found["skipped"], "", "", "", *run.provenance("baselines")])

@@ -38,6 +38,7 @@ def test_repository_params_are_valid(default_params_dict):
         ("benchmark", "rounds", 21, r"benchmark.rounds \(21\) must not exceed benchmark.repetitions \(20\)"),
         ("benchmark", "peers", ["tensorrt-int8"], r"benchmark.peers\[0\] must be one of ort-fp32, ort-int8, openvino"),
         ("benchmark", "peers", ["ort-int8", "ort-int8"], r"benchmark.peers lists a peer twice"),
+        ("prune", "rank_by_question", True, "prune.rank_by_question is true but prune.protect_question is false"),
     ],
 )
 def test_bad_values_are_named(params_dict, section, key, value, message):

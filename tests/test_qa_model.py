@@ -1,19 +1,21 @@
-"""The token-pruning QA model: Hugging Face equivalence, forwarded states, physical == masked, question protection."""
+"""The token-pruning QA model: Hugging Face equivalence, forwarded states, physical == masked, question protection
+and ranking by the question."""
 
 import pytest
 import torch
 from transformers import BertForQuestionAnswering
 
+from top.errors import ParamsError
 from top.pruning.model import TokenPruningBertForQuestionAnswering, configure_pruning, select_tokens
 
 from .conftest import tiny_bert_config
 from .test_token_pruning_model import mixed_batch
 
 
-def tiny_config(prune_layers=(), keep_ratios=(), protect_question=False):
+def tiny_config(prune_layers=(), keep_ratios=(), protect_question=False, rank_by_question=False):
     config = tiny_bert_config(initializer_range=0.2, num_labels=2)
     config = configure_pruning(config, list(prune_layers), list(keep_ratios))
-    config.protect_question = protect_question
+    config.protect_question, config.rank_by_question = protect_question, rank_by_question
     return config
 
 
@@ -23,8 +25,9 @@ def reference():
     return BertForQuestionAnswering(tiny_config()).eval()
 
 
-def pruned_copy(reference, prune_layers=(), keep_ratios=(), protect_question=False):
-    model = TokenPruningBertForQuestionAnswering(tiny_config(prune_layers, keep_ratios, protect_question)).eval()
+def pruned_copy(reference, prune_layers=(), keep_ratios=(), protect_question=False, rank_by_question=False):
+    config = tiny_config(prune_layers, keep_ratios, protect_question, rank_by_question)
+    model = TokenPruningBertForQuestionAnswering(config).eval()
     model.load_state_dict(reference.state_dict())
     return model
 
@@ -46,10 +49,12 @@ def test_no_pruning_equals_hugging_face(reference, prune_layers, keep_ratios):
             assert torch.allclose(got, expected, atol=1e-5, rtol=0), mode
 
 
-@pytest.mark.parametrize("protect_question", [False, True])
+@pytest.mark.parametrize(("protect_question", "rank_by_question"), [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize(("prune_layers", "keep_ratios"), [([2], [0.5]), ([1, 2, 3], [0.7, 0.6, 0.4])])
-def test_physical_removal_equals_masked_evaluation(reference, prune_layers, keep_ratios, protect_question):
-    model = pruned_copy(reference, prune_layers, keep_ratios, protect_question)
+def test_physical_removal_equals_masked_evaluation(
+    reference, prune_layers, keep_ratios, protect_question, rank_by_question
+):
+    model = pruned_copy(reference, prune_layers, keep_ratios, protect_question, rank_by_question)
     batch = mixed_batch()
     with torch.no_grad():
         physical, masked = model(**batch, mode="physical"), model(**batch, mode="masked")
@@ -86,6 +91,40 @@ def test_question_protection_keeps_every_question_token():
     keep = select_tokens(scores, alive, 0.5, question)
     assert keep[:, :4].all()
     assert keep.sum(dim=1).tolist() == [4 + 3, 4 + 2]  # the ratio applies to the 6 and 4 context tokens
+
+
+@pytest.mark.parametrize("rank_by_question", [False, True])
+def test_token_scores_are_the_attention_received_from_the_ranking_rows(reference, rank_by_question):
+    """Against Hugging Face's attention probabilities: averaged over heads and the live query rows, which are
+    [CLS] and the question (segment 0) when the question ranks the context."""
+    model = pruned_copy(reference, protect_question=True, rank_by_question=rank_by_question)
+    batch = mixed_batch()
+    with torch.no_grad():
+        scores = model(**batch, mode="masked", return_scores=True).token_scores
+        probs = reference.bert(**batch, output_attentions=True).attentions
+    rows = batch["attention_mask"].bool()
+    if rank_by_question:
+        rows = rows & (batch["token_type_ids"] == 0)
+    weights = rows.float() / rows.sum(dim=1, keepdim=True)
+    for layer, layer_probs in enumerate(probs):
+        expected = torch.einsum("bhqk,bq->bk", layer_probs, weights) / layer_probs.shape[1]
+        assert torch.allclose(scores[layer], expected * batch["attention_mask"], atol=1e-6), layer
+
+
+def test_ranking_by_the_question_prunes_other_tokens(reference):
+    """The same weights and schedule keep a different context, so the answer scores change."""
+    batch = mixed_batch()
+    logits = []
+    for rank_by_question in (False, True):
+        model = pruned_copy(reference, [2], [0.5], protect_question=True, rank_by_question=rank_by_question)
+        with torch.no_grad():
+            logits.append(live_logits(model(**batch), batch["attention_mask"]))
+    assert not torch.allclose(*logits, atol=1e-4)
+
+
+def test_ranking_by_the_question_needs_it_protected():
+    with pytest.raises(ParamsError, match="rank_by_question needs protect_question"):
+        TokenPruningBertForQuestionAnswering(tiny_config(rank_by_question=True))
 
 
 def test_train_mode_with_every_token_kept_equals_dense(reference):

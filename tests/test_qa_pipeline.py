@@ -102,6 +102,15 @@ def test_qa_teacher_then_token_pruning(squad_prepared):
     assert again.metrics == {name: metrics[name] for name in ("exact_match", "f1")}
     json.dumps(metrics)  # the stage writes it as JSON
 
+    by_question = params.prune.model_copy(update={"protect_question": True, "rank_by_question": True})
+    ranked = prune_teacher(
+        tmp_path / "prepared", tmp_path / "teacher", by_question, tmp_path / "pq", tmp_path / "pql", tmp_path / "c"
+    )
+    assert ranked["rank_by_question"] is True and ranked["teacher"] == metrics["teacher"]
+    # The teacher's ranking, the distillation target, is scored from the question too: another cached file.
+    assert ranked["teacher_outputs"]["file"] != metrics["teacher_outputs"]["file"]
+    assert TokenPruningBertForQuestionAnswering.from_pretrained(tmp_path / "pq").config.rank_by_question is True
+
 
 def test_protected_question_tokens_survive_pruning(squad_prepared):
     """On real windows, a protected question stays whole and the keep ratio applies to the context alone."""

@@ -128,6 +128,7 @@ def test_the_file_key_follows_teacher_data_and_outputs(toy_top):
         store.path(train, 32, names, torch.float32),
         store.path(train, 24, output_names(spec, True), torch.float32),
         store.path(train, 24, names, torch.bfloat16),
+        store.path(train, 24, names, torch.float32, rank_by_question=True),
     ]
     assert len({path, *others}) == 1 + len(others)
 

@@ -99,10 +99,11 @@ def test_distill_layer_outside_the_model(toy_top):
         load_models(tmp_path / "teacher", bad)
 
 
-def test_question_protection_on_a_classifier_is_a_params_error(toy_top):
+@pytest.mark.parametrize("option", ["protect_question", "rank_by_question"])
+def test_question_options_on_a_classifier_are_a_params_error(toy_top, option):
     params, *_, tmp_path = toy_top
-    bad = params.prune.model_copy(update={"protect_question": True})
-    with pytest.raises(ParamsError, match="protect_question is for QA models only"):
+    bad = params.prune.model_copy(update={option: True})
+    with pytest.raises(ParamsError, match="rank_by_question are for QA models only"):
         load_models(tmp_path / "teacher", bad)
 
 

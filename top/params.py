@@ -167,6 +167,8 @@ class PruneParams(_Section):
     bins: int = Field(25, ge=1)
     gates: Literal["learned", "forced_on"] = "forced_on"
     protect_question: bool = False
+    # QA: rank the context by the attention it receives from the protected question, not from every live token.
+    rank_by_question: bool = False
     top_k: int = Field(20, ge=1)
     distill_layers: NonEmptyList[int] = [1]
     rank_loss_weight: Float = Field(0.01, ge=0)
@@ -191,6 +193,15 @@ class PruneParams(_Section):
     device: Device = "auto"
     precision: Precision = "auto"
     threads: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _question_ranks(self) -> PruneParams:
+        if self.rank_by_question and not self.protect_question:
+            raise _fail(
+                "prune.rank_by_question is true but prune.protect_question is false: "
+                "the question can rank the context only if it is kept"
+            )
+        return self
 
 
 class QuantizeParams(_Section):

@@ -70,10 +70,16 @@ def bisect_decreasing(function: Callable[[float], float], target: float, low: fl
 
 
 def static_topk_baseline(
-    teacher_dir: str | Path, prune_layers: list[int], target_ratio: float, dev: DevSet, protect_question: bool = False
+    teacher_dir: str | Path,
+    prune_layers: list[int],
+    target_ratio: float,
+    dev: DevSet,
+    protect_question: bool = False,
+    rank_by_question: bool = False,
 ) -> dict[str, Any]:
-    """Teacher + linear static top-k schedule at ``target_ratio`` of the dense MACs, measured on ``split``."""
-    model = load_with_schedule(teacher_dir, prune_layers, [1.0] * len(prune_layers), protect_question)
+    """Teacher + linear static top-k schedule at ``target_ratio`` of the dense MACs, measured on ``split``, ranking
+    tokens as the ToP model does (``protect_question``, ``rank_by_question``: see ``load_with_schedule``)."""
+    model = load_with_schedule(teacher_dir, prune_layers, [1.0] * len(prune_layers), protect_question, rank_by_question)
     dims = EncoderDims.from_config(model.config)
     lengths = torch.tensor([len(ids) for ids in dev.split["input_ids"]], dtype=torch.float64)
 

@@ -120,6 +120,7 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
         return_scores: ScoreRequest,
         protected: torch.Tensor | None = None,
         track_states: bool = False,
+        rank_by_protected: bool = False,
     ) -> EncoderPass:
         """The encoder with token pruning. ``return_scores`` names the layers (True: every layer) whose
         received attention comes back, with gradients when they are enabled; the rankings that only select
@@ -128,7 +129,8 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
         before layer ``l - 1``'s FFN keeps the state it entered layer ``l - 1`` with (the output of the last
         layer it went through whole), so every input position has a final state, in all three modes alike (in
         ``train`` mode, a soft keep weight w mixes ``w * continuing + (1 - w) * forwarded``, which is exact at
-        w in {0, 1}).
+        w in {0, 1}). With ``rank_by_protected`` a token's score is the attention it receives from the fixed
+        tokens ([CLS] and the protected ones) rather than from every live token.
         """
         if mode not in ("physical", "masked", "train"):
             raise ValueError(f"mode must be 'physical', 'masked' or 'train', got {mode!r}")
@@ -153,7 +155,7 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
             entering = hidden
             score_kind = _score_kind(index in returned, index in ranking)
             attended, received = self.attention_block(
-                index, hidden, keys if mode == "train" else alive, score_kind, score_rows=alive
+                index, hidden, keys if mode == "train" else alive, score_kind, fixed if rank_by_protected else alive
             )
             scores.append(received if index in returned else None)
             ratio = self.keep_ratio_before(index + 1)
@@ -263,7 +265,9 @@ class TokenPruningBertForQuestionAnswering(TokenPruningBertPreTrainedModel):
     """Extractive QA with token pruning: the span head reads every input position's forwarded final state.
 
     Same weights and module names as ``BertForQuestionAnswering``. With ``config.protect_question`` the
-    question (segment 0: [CLS] question [SEP]) is never pruned; the keep ratios apply to the context.
+    question (segment 0: [CLS] question [SEP]) is never pruned; the keep ratios apply to the context. With
+    ``config.rank_by_question`` too, the context is ranked by the attention it receives from the question alone:
+    the tokens the question points at, where the answer is, rather than those the whole context attends to.
     """
 
     add_pooling_layer = False
@@ -271,6 +275,9 @@ class TokenPruningBertForQuestionAnswering(TokenPruningBertPreTrainedModel):
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
         config.protect_question = bool(getattr(config, "protect_question", False))
+        config.rank_by_question = bool(getattr(config, "rank_by_question", False))
+        if config.rank_by_question and not config.protect_question:
+            raise ParamsError("rank_by_question needs protect_question: the question ranks the context only if kept")
         self.num_labels = 2
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.post_init()
@@ -290,7 +297,15 @@ class TokenPruningBertForQuestionAnswering(TokenPruningBertPreTrainedModel):
         if self.config.protect_question and token_type_ids is not None:
             protected = token_type_ids == 0
         encoded = self.encode(
-            input_ids, attention_mask, token_type_ids, mode, masks, return_scores, protected, track_states=True
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            mode,
+            masks,
+            return_scores,
+            protected,
+            track_states=True,
+            rank_by_protected=self.config.rank_by_question and protected is not None,
         )
         start_logits, end_logits = self.qa_outputs(encoded.token_states).unbind(dim=-1)
         loss = None

@@ -167,17 +167,25 @@ class TeacherOutputStore:
     directory: Path
     teacher_digest: str
 
-    def path(self, split: datasets.Dataset, max_length: int, names: list[str], dtype: torch.dtype) -> Path:
-        key = fingerprint(
-            {
-                "format": CACHE_FORMAT,
-                "teacher": self.teacher_digest,
-                "data": dataset_digest(split, MODEL_INPUTS),
-                "max_length": max_length,
-                "outputs": sorted(names),
-                "dtype": dtype_name(dtype),
-            }
-        )
+    def path(
+        self,
+        split: datasets.Dataset,
+        max_length: int,
+        names: list[str],
+        dtype: torch.dtype,
+        rank_by_question: bool = False,
+    ) -> Path:
+        """The file for these outputs; ``rank_by_question``: the ranking scores come from the question's rows."""
+        fields = {
+            "format": CACHE_FORMAT,
+            "teacher": self.teacher_digest,
+            "data": dataset_digest(split, MODEL_INPUTS),
+            "max_length": max_length,
+            "outputs": sorted(names),
+            "dtype": dtype_name(dtype),
+        }
+        # Added only when set, so that the files of runs ranked by every token keep their names.
+        key = fingerprint(fields | ({"ranking_rows": "question"} if rank_by_question else {}))
         return Path(self.directory) / f"teacher-outputs-{key}.pt"
 
 
@@ -195,7 +203,9 @@ def cached_teacher_outputs(
 ) -> tuple[TeacherOutputs, dict[str, object]]:
     """The teacher outputs of ``split``: read from ``store`` when an earlier run wrote them for the same teacher,
     data and outputs, else computed (and written there, when a store is given). Also returns what was done."""
-    path = None if store is None else store.path(split, max_length, names, training_dtype(device, precision))
+    dtype = training_dtype(device, precision)
+    by_question = bool(getattr(teacher.config, "rank_by_question", False))
+    path = None if store is None else store.path(split, max_length, names, dtype, by_question)
     if path is not None and path.is_file():
         outputs = TeacherOutputs.from_payload(torch.load(path, map_location="cpu", weights_only=True))
         if outputs.examples == len(split) and set(outputs.per_example) | set(outputs.per_token) == set(names):

@@ -83,7 +83,8 @@ def load_models(
     teacher_dir: str | Path, params: PruneParams
 ) -> tuple[TokenPruningBertPreTrainedModel, TokenPruningBertPreTrainedModel]:
     """The frozen dense teacher and a student initialised from it, with the prune layers of ``params``."""
-    teacher = load_float32(pruning_model_class(teacher_dir), teacher_dir).eval()
+    # The teacher's last-layer ranking, the distillation target, is scored the way the student scores its own.
+    teacher = load_with_schedule(teacher_dir, [], [], params.rank_by_question, params.rank_by_question).eval()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     layers = teacher.config.num_hidden_layers
@@ -91,25 +92,37 @@ def load_models(
         if not 0 <= layer < layers:
             raise ParamsError(f"prune.distill_layers: layer {layer} is outside the model (0..{layers - 1})")
     student = load_with_schedule(
-        teacher_dir, params.prune_layers, [1.0] * len(params.prune_layers), params.protect_question
+        teacher_dir,
+        params.prune_layers,
+        [1.0] * len(params.prune_layers),
+        params.protect_question,
+        params.rank_by_question,
     )
     return teacher, student
 
 
 def load_with_schedule(
-    model_dir: str | Path, prune_layers: list[int], keep_ratios: list[float], protect_question: bool = False
+    model_dir: str | Path,
+    prune_layers: list[int],
+    keep_ratios: list[float],
+    protect_question: bool = False,
+    rank_by_question: bool = False,
 ) -> TokenPruningBertPreTrainedModel:
     """A saved BERT model loaded with a given prune schedule (validated before any weight is read).
 
-    ``protect_question`` applies to QA models only: their question tokens are then never pruned.
+    ``protect_question`` and ``rank_by_question`` apply to QA models only: their question tokens are then never
+    pruned, and with the second the context is ranked by the attention the question gives it.
     """
     model_class = pruning_model_class(model_dir)
-    if protect_question and model_class is not TokenPruningBertForQuestionAnswering:
-        raise ParamsError(f"prune.protect_question is for QA models only; {model_dir} holds a classifier")
+    if (protect_question or rank_by_question) and model_class is not TokenPruningBertForQuestionAnswering:
+        raise ParamsError(
+            f"prune.protect_question and prune.rank_by_question are for QA models only; {model_dir} holds a classifier"
+        )
     config = model_class.config_class.from_pretrained(str(model_dir))
     configure_pruning(config, prune_layers, keep_ratios)
     if model_class is TokenPruningBertForQuestionAnswering:
         config.protect_question = protect_question
+        config.rank_by_question = rank_by_question
     return load_float32(model_class, model_dir, config=config)
 
 
