@@ -14,6 +14,7 @@ from top.data.prepare import load_prepared, prepare_task
 from top.errors import DataError, ParamsError
 from top.evaluate import evaluate
 from top.params import parse_params
+from top.pruning.baselines import DevSet, static_topk_baseline
 from top.pruning.model import TokenPruningBertForQuestionAnswering, pruning_model_class
 from top.qa import prepare as qa_prepare
 from top.qa.evaluate import QAReference
@@ -110,6 +111,13 @@ def test_qa_teacher_then_token_pruning(squad_prepared):
     # The teacher's ranking, the distillation target, is scored from the question too: another cached file.
     assert ranked["teacher_outputs"]["file"] != metrics["teacher_outputs"]["file"]
     assert TokenPruningBertForQuestionAnswering.from_pretrained(tmp_path / "pq").config.rank_by_question is True
+    # Static top-k at ToP's MACs: its schedule counts the protected question whole, so it lands on them too.
+    dev = DevSet(
+        spec, splits["eval"], load_tokenizer(str(tmp_path / "teacher")), 8, 96, QAReference.from_prepared(splits, meta)
+    )
+    target = ranked["macs_ratio_real_lengths"]
+    static = static_topk_baseline(tmp_path / "teacher", params.prune.prune_layers, target, dev, True, True)
+    assert static["macs_ratio_real_lengths"] == pytest.approx(target, abs=0.02)
 
 
 def test_protected_question_tokens_survive_pruning(squad_prepared):

@@ -53,7 +53,7 @@ def test_a_target_under_the_prune_layers_floor_fails_before_training(toy_top, mo
     unreachable = params.prune.model_copy(update={"target_macs": 0.01})
     teacher, student = load_models(tmp_path / "teacher", unreachable)
     monkeypatch.setattr(train_module, "batch_loader", None)  # no training batch may be drawn
-    monkeypatch.setattr(train_module, "_split_lengths", lambda *args: real_lengths(splits["train"]))
+    monkeypatch.setattr(train_module, "split_lengths", lambda *args: real_lengths(splits["train"]))
     with pytest.raises(
         ParamsError, match=r"target_macs 0\.01 is under the cheapest model .* \[1\] allow .* \(0\.\d+\)"
     ):
@@ -215,7 +215,7 @@ def test_a_budget_on_eval_lengths_is_what_the_constraint_and_the_fine_tuning_cou
     prune = params.prune.model_copy(update=update)
     teacher, student = load_models(tmp_path / "teacher", prune)
     config = AutoConfig.from_pretrained(tmp_path / "teacher")
-    eval_lengths = train_module._split_lengths(splits["eval"], tokenizer, prune, config)
+    eval_lengths = train_module.split_lengths(splits["eval"], tokenizer, prune.eval_batch_size, config)
     counted, frozen = [], []
     step_losses, start_finetuning = train_module._step_losses, train_module._start_finetuning
 

@@ -28,7 +28,7 @@ from top.evaluate import Evaluation, evaluate
 from top.pruning.l0 import expected_macs_ratio
 from top.pruning.macs import EncoderDims, dense_encoder_macs
 from top.pruning.model import TokenPruningBertPreTrainedModel
-from top.pruning.train import load_with_schedule
+from top.pruning.train import load_with_schedule, split_lengths
 from top.qa.evaluate import QAReference
 
 SEARCH_STEPS = 40
@@ -81,11 +81,12 @@ def static_topk_baseline(
     tokens as the ToP model does (``protect_question``, ``rank_by_question``: see ``load_with_schedule``)."""
     model = load_with_schedule(teacher_dir, prune_layers, [1.0] * len(prune_layers), protect_question, rank_by_question)
     dims = EncoderDims.from_config(model.config)
-    lengths = torch.tensor([len(ids) for ids in dev.split["input_ids"]], dtype=torch.float64)
+    # A protected question is never pruned, so the schedule's MACs count it whole, as ToP's constraint does.
+    lengths, fixed = split_lengths(dev.split, dev.tokenizer, dev.batch_size, model.config)
 
     def macs_at(slope: float) -> float:
         ratios = torch.tensor(linear_keep_ratios(len(prune_layers), slope), dtype=torch.float64)
-        return float(expected_macs_ratio(dims, lengths, prune_layers, ratios))
+        return float(expected_macs_ratio(dims, lengths.double(), prune_layers, ratios, fixed))
 
     slope = bisect_decreasing(macs_at, target_ratio, 0.0, float(len(prune_layers)))
     model.set_keep_ratios(linear_keep_ratios(len(prune_layers), slope))

@@ -160,7 +160,9 @@ def train_token_pruning(
     # Counted on the eval split, the constraint sees every eval length at every step; on train, each batch's own.
     budget_lengths = None
     if params.budget_lengths == "eval":
-        budget_lengths = tuple(t.to(device) for t in _split_lengths(budget_split, tokenizer, params, student.config))
+        budget_lengths = tuple(
+            t.to(device) for t in split_lengths(budget_split, tokenizer, params.eval_batch_size, student.config)
+        )
     train_split, cached, cache_log = splits["train"], None, {"source": "live"}
     if params.cache_teacher_outputs:
         names = output_names(spec, params.state_distill_weight > 0)
@@ -319,7 +321,7 @@ def _start_finetuning(
     if state["best"] is None:
         log.warning("the search never met the MACs budget; fine-tuning starts from its cheapest checkpoint")
     _, best_weights, evaluation = state["best"] or state["cheapest"]
-    lengths, fixed = _split_lengths(budget_split, tokenizer, params, student.config)
+    lengths, fixed = split_lengths(budget_split, tokenizer, params.eval_batch_size, student.config)
     prune_layers = list(params.prune_layers)
     keep_ratios = keep_ratios_at_budget(dims, lengths, prune_layers, evaluation.keep_ratios, params.target_macs, fixed)
     student.load_state_dict(best_weights)
@@ -334,14 +336,14 @@ def _start_finetuning(
     )
 
 
-def _split_lengths(
-    split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, params: PruneParams, config: Any
+def split_lengths(
+    split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int, config: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every example's unpadded length and unprunable token count (``_real_lengths``) over a whole split."""
     lengths, fixed = zip(
         *(
             _real_lengths(model_inputs(batch), config)
-            for batch in batch_loader(split, tokenizer, params.eval_batch_size, shuffle=False, seed=0)
+            for batch in batch_loader(split, tokenizer, batch_size, shuffle=False, seed=0)
         ),
         strict=True,
     )
@@ -369,7 +371,7 @@ def split_macs_ratio(
     """The MACs ratio of ``keep_ratios`` at ``params.prune_layers`` over ``split``'s real lengths, as the search's
     constraint and the fine-tuning's budget count it: a split of other lengths (where [CLS] is a larger or smaller
     share of each input) gives the same keep ratios another ratio (``prune.budget_lengths``)."""
-    lengths, fixed = _split_lengths(split, tokenizer, params, config)
+    lengths, fixed = split_lengths(split, tokenizer, params.eval_batch_size, config)
     dims = EncoderDims.from_config(config)
     return float(expected_macs_ratio(dims, lengths, list(params.prune_layers), torch.tensor(keep_ratios), fixed))
 
