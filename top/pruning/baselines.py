@@ -69,16 +69,17 @@ def bisect_decreasing(function: Callable[[float], float], target: float, low: fl
     return high
 
 
-def static_topk_baseline(
+def static_topk_model(
     teacher_dir: str | Path,
     prune_layers: list[int],
     target_ratio: float,
     dev: DevSet,
     protect_question: bool = False,
     rank_by_question: bool = False,
-) -> dict[str, Any]:
-    """Teacher + linear static top-k schedule at ``target_ratio`` of the dense MACs, measured on ``split``, ranking
-    tokens as the ToP model does (``protect_question``, ``rank_by_question``: see ``load_with_schedule``)."""
+) -> tuple[TokenPruningBertPreTrainedModel, float]:
+    """The teacher with the linear static top-k schedule whose MACs on ``dev`` are ``target_ratio``, ranking tokens
+    as the ToP model does (``protect_question``, ``rank_by_question``: see ``load_with_schedule``), and the MACs
+    ratio that schedule reaches as the search's constraint counts it (whole tokens aside)."""
     model = load_with_schedule(teacher_dir, prune_layers, [1.0] * len(prune_layers), protect_question, rank_by_question)
     dims = EncoderDims.from_config(model.config)
     # A protected question is never pruned, so the schedule's MACs count it whole, as ToP's constraint does.
@@ -90,6 +91,19 @@ def static_topk_baseline(
 
     slope = bisect_decreasing(macs_at, target_ratio, 0.0, float(len(prune_layers)))
     model.set_keep_ratios(linear_keep_ratios(len(prune_layers), slope))
+    return model, macs_at(slope)
+
+
+def static_topk_baseline(
+    teacher_dir: str | Path,
+    prune_layers: list[int],
+    target_ratio: float,
+    dev: DevSet,
+    protect_question: bool = False,
+    rank_by_question: bool = False,
+) -> dict[str, Any]:
+    """``static_topk_model`` measured on ``dev``."""
+    model, _ = static_topk_model(teacher_dir, prune_layers, target_ratio, dev, protect_question, rank_by_question)
     evaluation = dev.evaluate(model)
     return {
         **evaluation.metrics,
