@@ -1097,6 +1097,28 @@ def answer_survival_key(runs: dict[str, Run]) -> str:
     )
 
 
+QUESTION_RANKING_RUN = "question-ranking-squad"
+
+
+def question_ranking_key(runs: dict[str, Run]) -> str:
+    """Static top-k at one MACs ratio under each ranking: its F1, and the share of answer and other context tokens
+    entering each layer from the first prune layer on."""
+    found = runs[QUESTION_RANKING_RUN].data
+    first = min(found["prune_layers"])
+    parts = []
+    for name, ranking in found["rankings"].items():
+        shares = ranking["share_entering_each_layer"]
+        answer, other = (
+            "/".join(f"{share:.2f}" for share in shares[kind][first:]) for kind in ("answer", "other_context")
+        )
+        last = len(shares["answer"]) - 1
+        parts.append(
+            f"{name.replace('_', ' ')}: F1 {ranking['f1']:.3f}, answer tokens entering layers {first}-{last} "
+            f"{answer} (other context {other})"
+        )
+    return f"static top-k on the teacher at MACs {found['target_macs']:g}; " + "; ".join(parts)
+
+
 def mean_std(values: list[float], digits: int = 2, signed: bool = True) -> str:
     """``mean ± sample std`` of a study's per-seed values; differences carry their sign."""
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -1277,6 +1299,14 @@ STUDIES = (
         "On SQuAD, ToP loses its F1 where its ranking prunes the answer, so the next QA step is a ranking or schedule "
         "that keeps answer candidates to the last layer, not a longer search:",
         answer_survival_key,
+    ),
+    Study(
+        (QUESTION_RANKING_RUN,),
+        "Ranking SQuAD's context by the question's attention alone (`prune.rank_by_question`, off by default) keeps no "
+        "more answer tokens than ranking by every token's when nothing is trained. Protecting the question at MACs 0.5 "
+        "costs static top-k F1: the whole question counts against the budget, and the linear schedule then empties the "
+        "context before the last layer:",
+        question_ranking_key,
     ),
     Study(
         ("mrpc-top50-state-distill",),
