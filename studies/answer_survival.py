@@ -8,7 +8,7 @@ and of the question's tokens that enter each layer. It then splits the questions
 and last tokens reached the last layer in some window, with the pruned model's F1 and the teacher's F1 on each
 group. A gap there that the teacher does not show on the same questions points at the ranking, not at harder
 questions. The prepared task must be extractive QA (squad). Writes
-`artifacts/metrics/experiments/answer-survival-<task>.json`.
+`artifacts/metrics/experiments/answer-survival-<task>.json`, or the name given with `--record`.
 """
 
 from __future__ import annotations
@@ -121,9 +121,9 @@ def group_record(mask: np.ndarray, pruned_f1: np.ndarray, teacher_f1: np.ndarray
     }
 
 
-def measure(params: Params, prepared_dir: Path, teacher_dir: Path, pruned_dir: Path) -> Path:
+def measure(params: Params, prepared_dir: Path, teacher_dir: Path, pruned_dir: Path, record: str | None = None) -> Path:
     """Run the pruned model (masked, with its per-layer scores) and the teacher over the eval windows; write the
-    record and return its path."""
+    record (``record``, by default named by the task) and return its path."""
     spec, splits, meta = load_prepared(prepared_dir)
     if not spec.is_qa:
         raise DataError(f"{prepared_dir} holds {spec.name}, not an extractive QA task")
@@ -144,7 +144,7 @@ def measure(params: Params, prepared_dir: Path, teacher_dir: Path, pruned_dir: P
     np.logical_or.at(holds, np.asarray(split["example_index"]), holds_answer)
     np.logical_or.at(kept, np.asarray(split["example_index"]), np.asarray(reached))
     return write_experiment(
-        f"answer-survival-{spec.name}",
+        record or f"answer-survival-{spec.name}",
         __doc__,
         torch.get_num_threads(),
         {
@@ -153,6 +153,7 @@ def measure(params: Params, prepared_dir: Path, teacher_dir: Path, pruned_dir: P
             "keep_ratios": list(pruned.config.keep_ratios),
             "prune_layers": list(pruned.config.prune_layers),
             "protect_question": bool(pruned.config.protect_question),
+            "rank_by_question": bool(pruned.config.rank_by_question),
             "pruned_f1": round(metrics["f1"], 4),
             "teacher_f1": round(teacher_run.metrics["f1"], 4),
             "answer_windows": int(holds_answer.sum()),
@@ -171,8 +172,9 @@ def main(params: Params) -> None:
     parser.add_argument("--prepared-dir", type=Path, default=Path(PREPARED_DIR), help="a prepared QA task")
     parser.add_argument("--teacher-dir", type=Path, default=Path(TEACHER_DIR), help="its fine-tuned teacher")
     parser.add_argument("--pruned-dir", type=Path, default=Path(PRUNED_DIR), help="the ToP model of that teacher")
+    parser.add_argument("--record", help="the record's name (default: answer-survival-<task>)")
     args = parser.parse_args()
-    print(measure(params, args.prepared_dir, args.teacher_dir, args.pruned_dir))
+    print(measure(params, args.prepared_dir, args.teacher_dir, args.pruned_dir, args.record))
 
 
 if __name__ == "__main__":

@@ -1077,10 +1077,14 @@ def compile_wrapper_key(runs: dict[str, Run]) -> str:
 SURVIVAL_RUN = "answer-survival-squad"
 
 
-def answer_survival_key(runs: dict[str, Run]) -> str:
+def answer_survival_key(name: str) -> Callable[[dict[str, Run]], str]:
+    """Key figures of one answer-survival record (``name``)."""
+    return lambda runs: answer_survival_figures(runs[name].data)
+
+
+def answer_survival_figures(found: dict[str, Any]) -> str:
     """The share of each kind of token entering the last layer, then ToP's and the teacher's F1 on the questions
     whose answer reached it and on those whose answer was pruned before."""
-    found = runs[SURVIVAL_RUN].data
     shares = found["share_entering_each_layer"]
     entering = ", ".join(f"{kind.replace('_', ' ')} {share[-1]:.2f}" for kind, share in shares.items())
     groups = found["questions_by_answer_reaching_last_layer"]
@@ -1298,7 +1302,7 @@ STUDIES = (
         (SURVIVAL_RUN,),
         "On SQuAD, ToP loses its F1 where its ranking prunes the answer, so the next QA step is a ranking or schedule "
         "that keeps answer candidates to the last layer, not a longer search:",
-        answer_survival_key,
+        answer_survival_key(SURVIVAL_RUN),
     ),
     Study(
         (QUESTION_RANKING_RUN,),

@@ -74,7 +74,10 @@ def test_tally_follows_the_schedule_and_f1_is_the_physical_evaluation(squad_mode
 def test_without_pruning_every_answer_reaches_the_last_layer(squad_models):
     params, prepared, teacher, _ = squad_models
     unpruned = save_pruned(teacher, prepared.parent / "unpruned", [1.0, 1.0, 1.0], False)
-    record = json.loads(measure(params, prepared, teacher, unpruned).read_text(encoding="utf-8"))
+    path = measure(params, prepared, teacher, unpruned, record="survival-unpruned")
+    assert path.name == "survival-unpruned.json"  # a name given, not the task's
+    record = json.loads(path.read_text(encoding="utf-8"))
+    assert record["rank_by_question"] is False
     assert all(per_layer == [1.0] * 4 for per_layer in record["share_entering_each_layer"].values())
     groups = record["questions_by_answer_reaching_last_layer"]
     assert groups["pruned_before"]["questions"] == 0
