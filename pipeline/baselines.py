@@ -12,7 +12,7 @@ from top.backbone import check_task_head, load_tokenizer
 from top.data.prepare import load_prepared
 from top.errors import DataError
 from top.params import Params, PruneParams
-from top.pruning.baselines import DevSet, static_topk_baseline, truncation_baseline
+from top.pruning.baselines import DevSet, static_topk_baseline, static_topk_model, truncation_baseline
 from top.qa.evaluate import QAReference
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,10 @@ def compare_with_baselines(
     tokenizer = load_tokenizer(str(teacher_dir))
     reference = QAReference.from_prepared(splits, meta)
     dev = DevSet(spec, splits["eval"], tokenizer, params.eval_batch_size, meta["max_length"], reference)
-    static = static_topk_baseline(
+    static_model, _ = static_topk_model(
         teacher_dir, params.prune_layers, target, dev, params.protect_question, params.rank_by_question
     )
+    static = static_topk_baseline(static_model, dev)
     log.info("static top-k at MACs %.3f: %s", target, static)
     if spec.is_qa:
         truncation = {"skipped": "truncating QA windows cuts answers out of the context; no QA baseline"}

@@ -14,7 +14,7 @@ from top.data.prepare import load_prepared, prepare_task
 from top.errors import DataError, ParamsError
 from top.evaluate import evaluate
 from top.params import parse_params
-from top.pruning.baselines import DevSet, static_topk_baseline
+from top.pruning.baselines import DevSet
 from top.pruning.model import TokenPruningBertForQuestionAnswering, pruning_model_class
 from top.qa import prepare as qa_prepare
 from top.qa.evaluate import QAReference
@@ -22,6 +22,7 @@ from top.qa.squad import QAExample
 from top.teacher import finetune_teacher
 
 from .conftest import tiny_pipeline_params
+from .test_baselines import static_topk
 
 
 def squad_params(params_dict, tiny_bert_dir, shared_data_dir, tmp_path, **prune):
@@ -116,7 +117,7 @@ def test_qa_teacher_then_token_pruning(squad_prepared):
         spec, splits["eval"], load_tokenizer(str(tmp_path / "teacher")), 8, 96, QAReference.from_prepared(splits, meta)
     )
     target = ranked["macs_ratio_real_lengths"]
-    static = static_topk_baseline(tmp_path / "teacher", params.prune.prune_layers, target, dev, True, True)
+    static = static_topk(tmp_path / "teacher", params.prune.prune_layers, target, dev, True, True)
     assert static["macs_ratio_real_lengths"] == pytest.approx(target, abs=0.02)
 
 

@@ -8,10 +8,11 @@ import pytest
 from studies.question_ranking import measure
 from top.backbone import load_tokenizer
 from top.data.prepare import load_prepared
-from top.pruning.baselines import DevSet, static_topk_baseline
+from top.pruning.baselines import DevSet
 from top.qa.evaluate import QAReference
 
 from .test_answer_survival import squad_models  # noqa: F401 (a fixture)
+from .test_baselines import static_topk
 
 TARGET = 0.6
 
@@ -34,5 +35,5 @@ def test_each_ranking_meets_the_budget_and_scores_as_static_topk(squad_models): 
     spec, splits, meta = load_prepared(prepared)
     reference = QAReference.from_prepared(splits, meta)
     dev = DevSet(spec, splits["eval"], load_tokenizer(str(teacher)), 8, meta["max_length"], reference)
-    physical = static_topk_baseline(teacher, params.prune.prune_layers, TARGET, dev, True, True)
+    physical = static_topk(teacher, params.prune.prune_layers, TARGET, dev, True, True)
     assert by_question["f1"] == pytest.approx(physical["f1"], abs=1e-4)

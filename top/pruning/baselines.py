@@ -94,16 +94,9 @@ def static_topk_model(
     return model, macs_at(slope)
 
 
-def static_topk_baseline(
-    teacher_dir: str | Path,
-    prune_layers: list[int],
-    target_ratio: float,
-    dev: DevSet,
-    protect_question: bool = False,
-    rank_by_question: bool = False,
-) -> dict[str, Any]:
-    """``static_topk_model`` measured on ``dev``."""
-    model, _ = static_topk_model(teacher_dir, prune_layers, target_ratio, dev, protect_question, rank_by_question)
+def static_topk_baseline(model: TokenPruningBertPreTrainedModel, dev: DevSet) -> dict[str, Any]:
+    """A static top-k model (``static_topk_model``) measured on ``dev``."""
+    prune_layers = model.config.prune_layers
     evaluation = dev.evaluate(model)
     return {
         **evaluation.metrics,
