@@ -154,8 +154,9 @@ class TokenPruningBertPreTrainedModel(BertPreTrainedModel):
         for index in range(layers):
             entering = hidden
             score_kind = _score_kind(index in returned, index in ranking)
+            score_rows = fixed if rank_by_protected else alive
             attended, received = self.attention_block(
-                index, hidden, keys if mode == "train" else alive, score_kind, fixed if rank_by_protected else alive
+                index, hidden, keys if mode == "train" else alive, score_kind, score_rows=score_rows
             )
             scores.append(received if index in returned else None)
             ratio = self.keep_ratio_before(index + 1)
